@@ -65,7 +65,7 @@ class WakeupEdge(_message.Message):
     def __init__(self, waker: _Optional[str] = ..., wakee: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class WorkloadFeatures(_message.Message):
-    __slots__ = ("cpu_utilization", "cpu_seconds", "thread_count", "process_count", "runqueue_wait_us_mean", "runqueue_wait_fraction", "voluntary_ctx_switches_per_s", "involuntary_ctx_switches_per_s", "wakeups_per_s", "task_births_per_s", "task_exits_per_s", "task_lifetime_ms_mean", "task_lifetime_ms_p50", "task_lifetime_ms_p99", "io_wait_fraction", "psi_cpu_some_avg10", "psi_io_some_avg10", "psi_memory_some_avg10", "load_avg_1m", "memory_used_fraction", "node_cpus", "runqueue_latency", "timeslice", "task_lifetime", "wakeup_graph", "perf_counters")
+    __slots__ = ("cpu_utilization", "cpu_seconds", "thread_count", "process_count", "runqueue_wait_us_mean", "runqueue_wait_fraction", "voluntary_ctx_switches_per_s", "involuntary_ctx_switches_per_s", "wakeups_per_s", "task_births_per_s", "task_exits_per_s", "task_lifetime_ms_mean", "task_lifetime_ms_p50", "task_lifetime_ms_p99", "io_wait_fraction", "psi_cpu_some_avg10", "psi_io_some_avg10", "psi_memory_some_avg10", "load_avg_1m", "memory_used_fraction", "node_cpus", "cpu_bound_threads", "interactive_threads", "distinct_comms", "run_burst_us_mean", "short_task_cpu_fraction", "completed_tasks", "runqueue_latency", "timeslice", "task_lifetime", "wakeup_graph", "perf_counters")
     class PerfCountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,12 @@ class WorkloadFeatures(_message.Message):
     LOAD_AVG_1M_FIELD_NUMBER: _ClassVar[int]
     MEMORY_USED_FRACTION_FIELD_NUMBER: _ClassVar[int]
     NODE_CPUS_FIELD_NUMBER: _ClassVar[int]
+    CPU_BOUND_THREADS_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIVE_THREADS_FIELD_NUMBER: _ClassVar[int]
+    DISTINCT_COMMS_FIELD_NUMBER: _ClassVar[int]
+    RUN_BURST_US_MEAN_FIELD_NUMBER: _ClassVar[int]
+    SHORT_TASK_CPU_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_TASKS_FIELD_NUMBER: _ClassVar[int]
     RUNQUEUE_LATENCY_FIELD_NUMBER: _ClassVar[int]
     TIMESLICE_FIELD_NUMBER: _ClassVar[int]
     TASK_LIFETIME_FIELD_NUMBER: _ClassVar[int]
@@ -120,12 +126,18 @@ class WorkloadFeatures(_message.Message):
     load_avg_1m: float
     memory_used_fraction: float
     node_cpus: int
+    cpu_bound_threads: int
+    interactive_threads: int
+    distinct_comms: int
+    run_burst_us_mean: float
+    short_task_cpu_fraction: float
+    completed_tasks: int
     runqueue_latency: Histogram
     timeslice: Histogram
     task_lifetime: Histogram
     wakeup_graph: _containers.RepeatedCompositeFieldContainer[WakeupEdge]
     perf_counters: _containers.ScalarMap[str, float]
-    def __init__(self, cpu_utilization: _Optional[float] = ..., cpu_seconds: _Optional[float] = ..., thread_count: _Optional[int] = ..., process_count: _Optional[int] = ..., runqueue_wait_us_mean: _Optional[float] = ..., runqueue_wait_fraction: _Optional[float] = ..., voluntary_ctx_switches_per_s: _Optional[float] = ..., involuntary_ctx_switches_per_s: _Optional[float] = ..., wakeups_per_s: _Optional[float] = ..., task_births_per_s: _Optional[float] = ..., task_exits_per_s: _Optional[float] = ..., task_lifetime_ms_mean: _Optional[float] = ..., task_lifetime_ms_p50: _Optional[float] = ..., task_lifetime_ms_p99: _Optional[float] = ..., io_wait_fraction: _Optional[float] = ..., psi_cpu_some_avg10: _Optional[float] = ..., psi_io_some_avg10: _Optional[float] = ..., psi_memory_some_avg10: _Optional[float] = ..., load_avg_1m: _Optional[float] = ..., memory_used_fraction: _Optional[float] = ..., node_cpus: _Optional[int] = ..., runqueue_latency: _Optional[_Union[Histogram, _Mapping]] = ..., timeslice: _Optional[_Union[Histogram, _Mapping]] = ..., task_lifetime: _Optional[_Union[Histogram, _Mapping]] = ..., wakeup_graph: _Optional[_Iterable[_Union[WakeupEdge, _Mapping]]] = ..., perf_counters: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    def __init__(self, cpu_utilization: _Optional[float] = ..., cpu_seconds: _Optional[float] = ..., thread_count: _Optional[int] = ..., process_count: _Optional[int] = ..., runqueue_wait_us_mean: _Optional[float] = ..., runqueue_wait_fraction: _Optional[float] = ..., voluntary_ctx_switches_per_s: _Optional[float] = ..., involuntary_ctx_switches_per_s: _Optional[float] = ..., wakeups_per_s: _Optional[float] = ..., task_births_per_s: _Optional[float] = ..., task_exits_per_s: _Optional[float] = ..., task_lifetime_ms_mean: _Optional[float] = ..., task_lifetime_ms_p50: _Optional[float] = ..., task_lifetime_ms_p99: _Optional[float] = ..., io_wait_fraction: _Optional[float] = ..., psi_cpu_some_avg10: _Optional[float] = ..., psi_io_some_avg10: _Optional[float] = ..., psi_memory_some_avg10: _Optional[float] = ..., load_avg_1m: _Optional[float] = ..., memory_used_fraction: _Optional[float] = ..., node_cpus: _Optional[int] = ..., cpu_bound_threads: _Optional[int] = ..., interactive_threads: _Optional[int] = ..., distinct_comms: _Optional[int] = ..., run_burst_us_mean: _Optional[float] = ..., short_task_cpu_fraction: _Optional[float] = ..., completed_tasks: _Optional[int] = ..., runqueue_latency: _Optional[_Union[Histogram, _Mapping]] = ..., timeslice: _Optional[_Union[Histogram, _Mapping]] = ..., task_lifetime: _Optional[_Union[Histogram, _Mapping]] = ..., wakeup_graph: _Optional[_Iterable[_Union[WakeupEdge, _Mapping]]] = ..., perf_counters: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class OptimizationGoal(_message.Message):
     __slots__ = ("kind", "metric", "constraints", "max_regression_pct")
