@@ -1,0 +1,77 @@
+"""Build the workloads' C programs once, into a cache keyed by source digest.
+
+The binaries are compiled on the host with its C compiler and then executed
+either on the host or inside a micro-VM guest, which sees the host's files
+read-only; a guest therefore never compiles, it finds the binary the host
+built for the same sources (``ensure_native(..., build=False)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from schedcp.settings import REPO_ROOT, env_path
+from schedcp.workloads.spec import WorkloadError
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+CFLAGS = ("-O2", "-pthread", "-Wall")
+
+
+def cache_dir() -> Path:
+    """Where built workload binaries live (``$SCHEDCP_CACHE_DIR/workloads``)."""
+    root = env_path("SCHEDCP_CACHE_DIR", REPO_ROOT / ".cache",
+                    doc="Cache for derived artefacts (kernel, images, built workloads); safe to delete.")
+    assert root is not None
+    return root / "workloads"
+
+
+def source_digest(name: str) -> str:
+    """Digest over the program's source, the shared header and the flags."""
+    h = hashlib.sha256()
+    for path in (CSRC / f"{name}.c", CSRC / "common.h"):
+        try:
+            h.update(path.read_bytes())
+        except FileNotFoundError:
+            raise WorkloadError(f"no workload program source {path}") from None
+    h.update(" ".join(CFLAGS).encode())
+    return h.hexdigest()[:16]
+
+
+def native_path(name: str) -> Path:
+    return cache_dir() / f"{name}-{source_digest(name)}"
+
+
+def ensure_native(name: str, *, build: bool = True) -> Path:
+    """The path of the built program ``name``, compiling it first if needed."""
+    target = native_path(name)
+    if target.exists():
+        return target
+    if not build:
+        raise WorkloadError(f"workload program {name} is not built ({target} is missing)",
+                            hint="build it on the host first: python -m schedcp.workloads build")
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise WorkloadError("no C compiler found to build the workload programs",
+                            hint="install gcc (scripts/install-system.sh) or set CC")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build under a temporary name and rename, so a concurrent run never
+    # executes a half-written binary.
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=target.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run([cc, *CFLAGS, "-o", tmp, str(CSRC / f"{name}.c")],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise WorkloadError(f"compiling workload program {name} failed",
+                                hint=proc.stderr.strip()[-800:] or f"{cc} exited {proc.returncode}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

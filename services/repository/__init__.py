@@ -1,0 +1,1 @@
+"""The schedcp repository service."""
