@@ -1,0 +1,58 @@
+"""``python -m schedcp.workloads``: list, build and run the reference workloads.
+
+``run NAME [--param KEY=VALUE]...`` prints exactly one JSON object on stdout
+(the last line), which is what a node hands back to ``schedcp bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from schedcp.errors import SchedcpError
+from schedcp.workloads import WORKLOADS, get_workload, prepare, run_workload
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--param wants KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m schedcp.workloads")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list the workloads as JSON")
+    build = sub.add_parser("build", help="build the workloads' C programs into the cache")
+    build.add_argument("names", nargs="*")
+    run = sub.add_parser("run", help="run one repetition and print its JSON result")
+    run.add_argument("name")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "list":
+            print(json.dumps([{
+                "name": w.name, "class": w.workload_class, "summary": w.summary,
+                "primary_metric": w.primary_metric,
+                "metrics": [vars(m) for m in w.metrics],
+                "params": [vars(p) for p in w.params],
+            } for w in WORKLOADS.values()], indent=2))
+        elif args.cmd == "build":
+            for name in args.names or list(WORKLOADS):
+                prepare(name)
+        else:
+            get_workload(args.name)
+            print(run_workload(args.name, _params(args.param)).to_json(), flush=True)
+    except SchedcpError as exc:
+        print(f"schedcp.workloads: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

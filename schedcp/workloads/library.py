@@ -1,0 +1,360 @@
+"""The reference workloads: one per workload class schedcp optimises for.
+
+Sizes are in kilo-iterations of a fixed CPU loop ("kiter"): 1000 kiter is
+about 1 ms of CPU natively and about 16 ms in a 2-vCPU TCG micro-VM. The
+defaults make one run take roughly 5-15 s inside the micro-VM; on a host a run
+is correspondingly shorter (pass bigger sizes there for steadier numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+
+from schedcp.workloads.native import ensure_native
+from schedcp.workloads.spec import MetricSpec, ParamSpec, WorkloadError, WorkloadSpec
+
+KITER = 1000
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def _run_native(name: str, args: list[str], timeout: float) -> dict[str, float]:
+    binary = ensure_native(name, build=False)
+    try:
+        proc = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise WorkloadError(f"{name} did not finish within {timeout:.0f} s",
+                            hint="the scheduler may be starving it; try smaller parameters") from None
+    if proc.returncode != 0:
+        raise WorkloadError(f"{name} exited {proc.returncode}", hint=proc.stderr.strip()[-500:])
+    try:
+        return {k: float(v) for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    except (ValueError, IndexError) as exc:
+        raise WorkloadError(f"{name} printed no JSON metrics: {proc.stdout[-300:]!r}") from exc
+
+
+class _TaskPool:
+    """Spawns cpuburn tasks and collects each one's own start/finish times.
+
+    Every child writes "ID START_NS END_NS" to one shared pipe; its finish
+    time is therefore the time its work ended, not when we reaped it.
+    """
+
+    def __init__(self) -> None:
+        self.binary = str(ensure_native("cpuburn", build=False))
+        self.read_fd, self.write_fd = os.pipe()
+        self.running: dict[int, int] = {}  # pid -> task id
+        self._buffer = b""
+        self.finished: dict[int, tuple[int, int]] = {}
+
+    def spawn(self, task_id: int, kiter: int) -> None:
+        actions = [(os.POSIX_SPAWN_DUP2, self.write_fd, 1)]
+        pid = os.posix_spawn(self.binary, [self.binary, str(kiter * KITER), str(task_id)],
+                             os.environ, file_actions=actions)
+        self.running[pid] = task_id
+
+    def wait_one(self) -> int:
+        """Block until one task exits; returns its id."""
+        pid, status = os.waitpid(-1, 0)
+        task_id = self.running.pop(pid)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise WorkloadError(f"task {task_id} (cpuburn) failed with status {status}")
+        return task_id
+
+    def close(self) -> dict[int, tuple[int, int]]:
+        """Collect every reported (start_ns, end_ns) by task id."""
+        os.close(self.write_fd)
+        chunks = []
+        while True:
+            chunk = os.read(self.read_fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(self.read_fd)
+        for line in b"".join(chunks).decode().splitlines():
+            task, start, end = (int(x) for x in line.split())
+            self.finished[task] = (start, end)
+        return self.finished
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+# --------------------------------------------------------------------------
+# wakeup-latency server
+
+
+def _wakeup_server(p: Mapping[str, int]) -> dict[str, float]:
+    out = _run_native("wakeup_server", [
+        "-m", str(p["message_threads"]), "-w", str(p["workers"]), "-b", str(p["burst_kiter"] * KITER),
+        "-r", str(p["runtime_s"]), "-W", str(p["warmup_s"]), "-H", str(p["hogs"]),
+    ], timeout=p["runtime_s"] + p["warmup_s"] + 120)
+    return out
+
+
+WAKEUP_SERVER = WorkloadSpec(
+    name="wakeup-server",
+    workload_class="LATENCY_SERVER",
+    summary="schbench-like: message threads post requests to more workers than CPUs; "
+            "workers' wakeup latency and request rate.",
+    metrics=(
+        MetricSpec("requests_per_s", "req/s", True, "requests completed per second"),
+        MetricSpec("wakeup_p50_us", "us", False, "median time from posting a request until its worker runs"),
+        MetricSpec("wakeup_p99_us", "us", False, "99th percentile wakeup latency"),
+        MetricSpec("wakeup_p999_us", "us", False, "99.9th percentile wakeup latency"),
+    ),
+    params=(
+        ParamSpec("message_threads", 2, "message (dispatcher) threads", minimum=1, maximum=64),
+        ParamSpec("workers", 4, "worker threads per message thread", minimum=1, maximum=256),
+        ParamSpec("burst_kiter", 20, "CPU work per request, kiter", minimum=0),
+        ParamSpec("runtime_s", 8, "measured seconds", minimum=1, maximum=3600),
+        ParamSpec("warmup_s", 1, "unmeasured seconds before measuring", minimum=0, maximum=600),
+        ParamSpec("hogs", 0, "CPU hog processes competing with the server", minimum=0, maximum=64),
+    ),
+    primary_metric="wakeup_p99_us",
+    natives=("wakeup_server",),
+    execute=_wakeup_server,
+)
+
+# --------------------------------------------------------------------------
+# parallel build
+
+
+def build_dag(p: Mapping[str, int]) -> list[tuple[int, list[int]]]:
+    """A make-like job graph: (kiter, dependency indices) per job, in order.
+
+    A short serial configure chain, then ``units`` compile jobs of skewed
+    sizes (a few big translation units, many small), one link step per library
+    over its group of units, and a final link over all libraries: the shape
+    of a kernel or C++ build with its serial head and tail.
+    """
+    rng = random.Random(p["seed"])
+    jobs: list[tuple[int, list[int]]] = []
+    for i in range(p["configure_steps"]):
+        jobs.append((p["link_kiter"], [i - 1] if i else []))
+    head = [len(jobs) - 1] if jobs else []
+    units = []
+    for _ in range(p["units"]):
+        size = int(p["unit_kiter"] * rng.lognormvariate(0, 0.8))
+        units.append(len(jobs))
+        jobs.append((max(1, size), list(head)))
+    libs = []
+    groups = max(1, p["libraries"])
+    for g in range(groups):
+        members = units[g::groups]
+        libs.append(len(jobs))
+        jobs.append((p["link_kiter"], members))
+    jobs.append((p["link_kiter"] * 3, libs))
+    return jobs
+
+
+def _parallel_build(p: Mapping[str, int]) -> dict[str, float]:
+    jobs = build_dag(p)
+    waiting = {i: set(deps) for i, (_, deps) in enumerate(jobs)}
+    dependents: dict[int, list[int]] = {i: [] for i in range(len(jobs))}
+    for i, (_, deps) in enumerate(jobs):
+        for d in deps:
+            dependents[d].append(i)
+    ready = [i for i, deps in waiting.items() if not deps]
+    pool = _TaskPool()
+    t0 = time.monotonic_ns()
+    done = 0
+    # make -j: keep up to `jobs` children running, lowest-numbered ready first.
+    while done < len(jobs):
+        while ready and len(pool.running) < p["jobs"]:
+            ready.sort()
+            job = ready.pop(0)
+            pool.spawn(job, jobs[job][0])
+        finished = pool.wait_one()
+        done += 1
+        for nxt in dependents[finished]:
+            waiting[nxt].discard(finished)
+            if not waiting[nxt]:
+                ready.append(nxt)
+    times = pool.close()
+    end = max(e for _, e in times.values())
+    busy = sum(e - s for s, e in times.values())
+    return {"makespan_s": (end - t0) / 1e9, "_jobs": float(len(jobs)),
+            "_mean_job_wall_ms": busy / len(times) / 1e6}
+
+
+PARALLEL_BUILD = WorkloadSpec(
+    name="parallel-build",
+    workload_class="PARALLEL_BUILD",
+    summary="make -j over a dependency DAG of short compiler-like processes (fork/exec); makespan.",
+    metrics=(MetricSpec("makespan_s", "s", False, "time from the first job's start to the last job's end"),),
+    params=(
+        ParamSpec("units", 48, "compile jobs", minimum=1, maximum=5000),
+        ParamSpec("unit_kiter", 3000, "median compile job size, kiter (log-normal spread)", minimum=1),
+        ParamSpec("libraries", 6, "link steps over groups of units", minimum=1, maximum=500),
+        ParamSpec("link_kiter", 2000, "size of a configure or link step, kiter", minimum=1),
+        ParamSpec("configure_steps", 2, "serial steps before compiling", minimum=0, maximum=50),
+        ParamSpec("jobs", 4, "parallel jobs (make -j)", minimum=1, maximum=512),
+        ParamSpec("seed", 1, "seed of the job sizes", minimum=0),
+    ),
+    primary_metric="makespan_s",
+    natives=("cpuburn",),
+    execute=_parallel_build,
+)
+
+# --------------------------------------------------------------------------
+# batch long-tail
+
+
+def batch_tasks(p: Mapping[str, int]) -> list[int]:
+    """Task sizes (kiter) in launch order: shorts and longs, seeded shuffle."""
+    sizes = [p["short_kiter"]] * p["short_tasks"] + [p["long_kiter"]] * p["long_tasks"]
+    random.Random(p["seed"]).shuffle(sizes)
+    return sizes
+
+
+def _batch_long_tail(p: Mapping[str, int]) -> dict[str, float]:
+    sizes = batch_tasks(p)
+    waves = max(1, p["waves"])
+    per_wave = -(-len(sizes) // waves)
+    pool = _TaskPool()
+    t0 = time.monotonic_ns()
+    launched = 0
+    for w in range(waves):
+        # Later waves arrive on a fixed clock, like jobs submitted over time.
+        target = t0 + w * p["wave_gap_ms"] * 1_000_000
+        delay = (target - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            time.sleep(delay)
+        for task_id in range(launched, min(len(sizes), launched + per_wave)):
+            pool.spawn(task_id, sizes[task_id])
+        launched = min(len(sizes), launched + per_wave)
+    while pool.running:
+        pool.wait_one()
+    times = pool.close()
+    completion = [(times[i][1] - t0) / 1e9 for i in range(len(sizes))]
+    short = [c for c, s in zip(completion, sizes, strict=True) if s == p["short_kiter"]]
+    long_ = [c for c, s in zip(completion, sizes, strict=True) if s == p["long_kiter"]]
+    return {
+        "makespan_s": max(completion),
+        "mean_completion_s": sum(completion) / len(completion),
+        "_short_mean_completion_s": sum(short) / len(short) if short else 0.0,
+        "_long_mean_completion_s": sum(long_) / len(long_) if long_ else 0.0,
+        "_p95_completion_s": _percentile(completion, 95),
+    }
+
+
+BATCH_LONG_TAIL = WorkloadSpec(
+    name="batch-long-tail",
+    workload_class="BATCH_LONG_TAIL",
+    summary="many short tasks plus a few long ones started together (or in waves); "
+            "makespan and mean completion time.",
+    metrics=(
+        MetricSpec("makespan_s", "s", False, "time until the last task finished"),
+        MetricSpec("mean_completion_s", "s", False, "mean time from the batch start to each task's end"),
+    ),
+    params=(
+        ParamSpec("short_tasks", 40, "short tasks", minimum=0, maximum=10000),
+        ParamSpec("short_kiter", 6000, "work of a short task, kiter", minimum=1),
+        ParamSpec("long_tasks", 3, "long tasks", minimum=0, maximum=1000),
+        ParamSpec("long_kiter", 100000, "work of a long task, kiter", minimum=1),
+        ParamSpec("waves", 1, "launch the tasks in this many waves", minimum=1, maximum=1000),
+        ParamSpec("wave_gap_ms", 500, "time between waves, ms", minimum=0),
+        ParamSpec("seed", 1, "seed of the launch order", minimum=0),
+    ),
+    primary_metric="makespan_s",
+    natives=("cpuburn",),
+    execute=_batch_long_tail,
+)
+
+# --------------------------------------------------------------------------
+# interactive plus background
+
+
+def _interactive(p: Mapping[str, int]) -> dict[str, float]:
+    return _run_native("interactive", [
+        "-p", str(p["period_us"]), "-b", str(p["burst_kiter"] * KITER), "-H", str(p["hogs"]),
+        "-r", str(p["runtime_s"]), "-W", str(p["warmup_s"]),
+    ], timeout=p["runtime_s"] + p["warmup_s"] + 120)
+
+
+INTERACTIVE = WorkloadSpec(
+    name="interactive",
+    workload_class="INTERACTIVE_BACKGROUND",
+    summary="a periodic foreground task (sleep, wake, tiny burst) under CPU hogs; "
+            "its wakeup latency and the hogs' throughput.",
+    metrics=(
+        MetricSpec("fg_wakeup_p50_us", "us", False, "median lateness of the foreground wakeups"),
+        MetricSpec("fg_wakeup_p99_us", "us", False, "99th percentile lateness of the foreground wakeups"),
+        MetricSpec("hog_mops_per_s", "Miter/s", True, "CPU work the background hogs got done"),
+    ),
+    params=(
+        ParamSpec("period_us", 10000, "foreground period, us", minimum=100),
+        ParamSpec("burst_kiter", 20, "foreground work per wakeup, kiter", minimum=0),
+        ParamSpec("hogs", 4, "background CPU hog processes", minimum=0, maximum=256),
+        ParamSpec("runtime_s", 8, "measured seconds", minimum=1, maximum=3600),
+        ParamSpec("warmup_s", 1, "unmeasured seconds first", minimum=0, maximum=600),
+    ),
+    primary_metric="fg_wakeup_p99_us",
+    natives=("interactive",),
+    execute=_interactive,
+)
+
+# --------------------------------------------------------------------------
+# CPU throughput (hackbench)
+
+_HACKBENCH_TIME = re.compile(r"^Time:\s*([0-9.]+)", re.MULTILINE)
+
+
+def _hackbench(p: Mapping[str, int]) -> dict[str, float]:
+    binary = shutil.which("hackbench")
+    if binary is None:
+        raise WorkloadError("hackbench is not installed", hint="install rt-tests (scripts/install-system.sh)")
+    argv = [binary, "-g", str(p["groups"]), "-l", str(p["loops"]), "-f", str(p["fds"])]
+    argv += ["-T"] if p["threads"] else ["-P"]
+    if not p["sockets"]:
+        argv.append("-p")
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise WorkloadError("hackbench did not finish within 600 s") from None
+    match = _HACKBENCH_TIME.search(proc.stdout)
+    if proc.returncode != 0 or match is None:
+        raise WorkloadError(f"hackbench failed (exit {proc.returncode})", hint=(proc.stderr or proc.stdout)[-400:])
+    runtime = float(match.group(1))
+    messages = p["groups"] * p["fds"] * p["fds"] * p["loops"]
+    return {"runtime_s": runtime, "messages_per_s": messages / runtime if runtime > 0 else 0.0}
+
+
+HACKBENCH = WorkloadSpec(
+    name="hackbench",
+    workload_class="CPU_THROUGHPUT",
+    summary="hackbench (rt-tests): groups of senders and receivers over pipes; messaging throughput.",
+    metrics=(
+        MetricSpec("runtime_s", "s", False, "time to pass all messages"),
+        MetricSpec("messages_per_s", "msg/s", True, "messages passed per second"),
+    ),
+    params=(
+        ParamSpec("groups", 4, "groups of senders/receivers", minimum=1, maximum=1000),
+        ParamSpec("fds", 10, "senders (and receivers) per group", minimum=1, maximum=100),
+        ParamSpec("loops", 400, "messages per sender and receiver", minimum=1),
+        ParamSpec("threads", 0, "1: threads instead of processes", minimum=0, maximum=1),
+        ParamSpec("sockets", 0, "1: UNIX sockets instead of pipes", minimum=0, maximum=1),
+    ),
+    primary_metric="runtime_s",
+    natives=(),
+    tools=("hackbench",),
+    execute=_hackbench,
+)
+
+#: Every reference workload by name.
+WORKLOADS: dict[str, WorkloadSpec] = {
+    w.name: w for w in (WAKEUP_SERVER, PARALLEL_BUILD, BATCH_LONG_TAIL, INTERACTIVE, HACKBENCH)
+}
