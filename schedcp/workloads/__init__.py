@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from schedcp.errors import NotFound
 from schedcp.workloads.library import WORKLOADS
-from schedcp.workloads.native import ensure_native
+from schedcp.workloads.native import cache_dir, ensure_native
 from schedcp.workloads.spec import (
     WORKLOAD_CLASSES,
     MetricSpec,
@@ -69,7 +69,8 @@ def workload_command(name: str, params: Mapping[str, object] | None = None, *,
     argv = [python or sys.executable, "-m", "schedcp.workloads", "run", name]
     for key, value in values.items():
         argv += ["--param", f"{key}={value}"]
-    return argv
+    # The guest's environment may differ; tell it where the host built.
+    return argv + ["--cache-dir", str(cache_dir())]
 
 
 def run_workload(name: str, params: Mapping[str, object] | None = None) -> WorkloadResult:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from schedcp.errors import SchedcpError
 from schedcp.workloads import WORKLOADS, get_workload, prepare, run_workload
+from schedcp.workloads.native import set_cache_dir
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run one repetition and print its JSON result")
     run.add_argument("name")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--cache-dir", type=Path, default=None,
+                     help="where the host built the workload programs")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -47,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                 prepare(name)
         else:
             get_workload(args.name)
+            set_cache_dir(args.cache_dir)
             print(run_workload(args.name, _params(args.param)).to_json(), flush=True)
     except SchedcpError as exc:
         print(f"schedcp.workloads: error: {exc}", file=sys.stderr)

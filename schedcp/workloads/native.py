@@ -22,10 +22,27 @@ CSRC = Path(__file__).resolve().parent / "csrc"
 CFLAGS = ("-O2", "-pthread", "-Wall")
 
 
+#: Set by ``python -m schedcp.workloads run --cache-dir`` so a guest looks
+#: where the host built, whatever the guest's own environment says.
+_override: Path | None = None
+
+
+def set_cache_dir(path: Path | None) -> None:
+    global _override
+    _override = path
+
+
 def cache_dir() -> Path:
-    """Where built workload binaries live (``$SCHEDCP_CACHE_DIR/workloads``)."""
-    root = env_path("SCHEDCP_CACHE_DIR", REPO_ROOT / ".cache",
-                    doc="Cache for derived artefacts (kernel, images, built workloads); safe to delete.")
+    """Where built workload binaries live (``<schedcp cache>/workloads``).
+
+    The schedcp cache is ``$SCHEDCP_CACHE_DIR``, else ``<repo>/.cache`` in a
+    checkout, else ``~/.cache/schedcp`` (the same rule as the substrate's).
+    """
+    if _override is not None:
+        return _override
+    default = REPO_ROOT / ".cache" if (REPO_ROOT / ".git").exists() else Path.home() / ".cache" / "schedcp"
+    root = env_path("SCHEDCP_CACHE_DIR", default,
+                    doc="Cache for derived artefacts (kernels, VM images, BPF objects, built workloads); safe to delete.")
     assert root is not None
     return root / "workloads"
 
