@@ -12,7 +12,8 @@ reject any scheduler that creates its own DSQ) and whose config has
 CONFIG_SCHED_CLASS_EXT=y. Versions are checked, never assumed; rejected
 candidates are remembered with the reason so later runs do not download them
 again. A second, older kernel can be fetched only for its BTF (selector
-``"6.12"``) so the BPF build chain can show one source builds for both.
+``"oldest"``; Debian's 6.12 builds have no sched_ext) so the BPF build chain
+can show one source builds for both.
 
 ``SCHEDCP_KERNEL=/path/to/vmlinux-or-bzImage`` (plus optional
 ``SCHEDCP_KERNEL_MODULES``, ``SCHEDCP_KERNEL_CONFIG``) uses a user-supplied
@@ -118,7 +119,7 @@ class Kernel:
     btf: BtfInfo
     #: Where it came from, e.g. ``debian:experimental linux-binary-...=7.3~rc7-1~exp1``.
     source: str
-    #: Selector that chose it ("sched_ext", "6.12", "user").
+    #: Selector that chose it ("sched_ext", "oldest", "user").
     selector: str = "sched_ext"
 
     def to_json(self) -> dict[str, object]:
@@ -156,6 +157,8 @@ class KernelSelector:
     #: Packaging layout: "binary" (linux-binary/-modules/-base split, 6.19+)
     #: or "image" (one linux-image package with /boot and /lib/modules).
     layout: str = "binary"
+    #: "newest" or "oldest" candidate first.
+    prefer: str = "newest"
 
 
 SELECTORS: dict[str, KernelSelector] = {
@@ -167,13 +170,18 @@ SELECTORS: dict[str, KernelSelector] = {
         require_impl_kfuncs=True,
         layout="binary",
     ),
-    # An older kernel used only for its BTF (6.12 LTS, bookworm-backports).
-    "6.12": KernelSelector(
-        name="6.12",
-        suites=("bookworm-backports",),
-        package_re=r"^linux-image-(?P<abi>6\.12\.[^\s]*-cloud-amd64)$",
+    # An older kernel used only for its BTF, so the BPF build chain can show
+    # one source builds for two kernels. Debian's 6.12 builds (bookworm-
+    # backports, trixie) have CONFIG_SCHED_CLASS_EXT unset, so this is the
+    # oldest cloud kernel in trixie-backports that has sched_ext (6.16 at the
+    # time of writing: it still exports the pre-6.13 scx_bpf_dispatch names).
+    "oldest": KernelSelector(
+        name="oldest",
+        suites=("trixie-backports",),
+        package_re=r"^linux-image-(?P<abi>6\.\d+\.[^\s]*-cloud-amd64)$",
         require_impl_kfuncs=False,
         layout="image",
+        prefer="oldest",
     ),
 }
 
@@ -466,6 +474,8 @@ class PrivateApt:
             "APT::Architecture": "amd64",
             "APT::Architectures": "amd64",
             "Acquire::Languages": "none",
+            # Keep indexes plain text: we parse them ourselves.
+            "Acquire::GzipIndexes": "false",
             # Downloads land in our own directories, so no _apt sandbox user.
             "APT::Sandbox::User": "root",
         }
@@ -506,7 +516,8 @@ class PrivateApt:
             if suite not in selector.suites:
                 continue
             out += parse_packages_index(f.read_text(errors="replace"), suite, selector.package_re)
-        return order_candidates(out)
+        ordered = order_candidates(out)
+        return ordered[::-1] if selector.prefer == "oldest" else ordered
 
     def download(self, package: str, version: str, dest: Path) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
@@ -634,6 +645,8 @@ class KernelCache:
                 return kernel
             assert reason is not None
             self.progress(f"rejected {cand.key} from {cand.suite}: {reason}")
+            for p in (self.root / "debs").glob("*.deb"):
+                p.unlink()
             rejected[cand.key] = reason
             manifest = self.load_manifest()
             manifest["rejected"][cand.key] = reason
@@ -758,8 +771,8 @@ def ensure_kernel(selector: str = "sched_ext", *, refresh: bool = False,
     """A usable kernel, fetched on first use and cached afterwards.
 
     ``selector`` is "sched_ext" (the boot kernel: newest Debian cloud kernel
-    with sched_ext and the _impl kfuncs) or "6.12" (bookworm-backports' 6.12,
-    for its BTF only). With the default selector, ``SCHEDCP_KERNEL`` overrides
+    with sched_ext and the _impl kfuncs) or "oldest" (the oldest Debian cloud
+    kernel with sched_ext, for its BTF only). With the default selector, ``SCHEDCP_KERNEL`` overrides
     the fetch. ``refresh`` re-reads the package lists and re-selects.
     Thread/process safe: concurrent callers wait on a file lock.
     """
@@ -783,7 +796,7 @@ def ensure_kernel(selector: str = "sched_ext", *, refresh: bool = False,
         return kc.fetch(sel, refresh=refresh)
 
 
-def fetch_btf_kernel(selector: str = "6.12", **kw: object) -> Kernel:
+def fetch_btf_kernel(selector: str = "oldest", **kw: object) -> Kernel:
     """An older kernel used only for its BTF (same as ``ensure_kernel(selector)``)."""
     return ensure_kernel(selector, **kw)  # type: ignore[arg-type]
 
@@ -795,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refresh", action="store_true", help="re-read package lists and re-select")
     ap.add_argument("--selector", action="append", choices=sorted(SELECTORS),
                     help="which kernel(s); default sched_ext")
-    ap.add_argument("--all", action="store_true", help="fetch every selector (boot kernel + 6.12 BTF)")
+    ap.add_argument("--all", action="store_true", help="fetch every selector (boot kernel + oldest BTF)")
     ap.add_argument("--json", action="store_true", help="print the kernel(s) as JSON")
     args = ap.parse_args(argv)
     selectors = sorted(SELECTORS) if args.all else (args.selector or ["sched_ext"])
