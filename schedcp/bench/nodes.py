@@ -7,9 +7,10 @@ wraps the substrate's ``SchedNode`` (a micro-VM or a real host) once loaded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from schedcp.bench.engine import BenchError, NoSchedExt, SchedulerUnderTest
@@ -61,3 +62,28 @@ class LocalHost:
             raise BenchError(f"workload run failed on {self.name} (exit {proc.returncode})",
                              hint=proc.stderr.strip()[-600:])
         return proc.stdout
+
+
+class _LocalHostNode(LocalHost):
+    """LocalHost plus the scheduler resolution the CLI needs."""
+
+    def scheduler(self, name: str, sets: dict[str, str]) -> SchedulerUnderTest:
+        if name == "eevdf":
+            return SchedulerUnderTest("eevdf")
+        if not host_has_sched_ext():
+            raise NoSchedExt(
+                f"this host's kernel ({os.uname().release}) has no sched_ext "
+                "(built without CONFIG_SCHED_CLASS_EXT), so it cannot run "
+                f"{name}", hint="use --node vm (a micro-VM with a sched_ext kernel), "
+                                "or --sched eevdf to measure only the baseline here")
+        raise NoSchedExt("loading schedulers on a sched_ext host needs the substrate's HostNode",
+                         hint="use --node vm")
+
+
+@contextlib.contextmanager
+def open_node(kind: str, *, vcpus: int = 2, progress: Callable[[str], None] | None = None) -> Iterator:
+    """A ready node for the CLI: ``host`` or ``vm`` (one micro-VM boot)."""
+    if kind == "host":
+        yield _LocalHostNode()
+        return
+    raise BenchError(f"unknown node kind {kind!r}", hint="use vm or host")

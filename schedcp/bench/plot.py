@@ -56,10 +56,13 @@ def plot_result(result: ABResult, path: Path) -> Path:
             ax.set_title(f"{m.metric}\n{format_ratio(m.ratio)} vs EEVDF", fontsize=10, color=colour)
         ax.grid(axis="y", alpha=0.3)
     tunables = ", ".join(f"{k}={v}" for k, v in sorted(result.tunables.items()))
-    title = f"{result.workload} on {result.node}: {result.scheduler}"
-    if tunables:
-        title += f" ({tunables})"
-    title += f" vs EEVDF, {result.repetitions} interleaved repetitions, median and range"
+    if result.baseline_only:
+        title = f"{result.workload} on {result.node}: EEVDF only, {result.repetitions} repetitions"
+    else:
+        title = f"{result.workload} on {result.node}: {result.scheduler}"
+        if tunables:
+            title += f" ({tunables})"
+        title += f" vs EEVDF, {result.repetitions} interleaved repetitions (box: quartiles, dots: runs)"
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     path = Path(path)

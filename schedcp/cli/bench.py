@@ -109,8 +109,9 @@ def render_table(result) -> str:
     from schedcp.bench.stats import format_ratio
 
     tun = ", ".join(f"{k}={v}" for k, v in sorted(result.tunables.items()))
-    head = (f"{result.workload} ({result.workload_class}) on {result.node}: "
-            f"{result.scheduler}{f' [{tun}]' if tun else ''} vs EEVDF, "
+    who = "EEVDF baseline only" if result.baseline_only else \
+        f"{result.scheduler}{f' [{tun}]' if tun else ''} vs EEVDF"
+    head = (f"{result.workload} ({result.workload_class}) on {result.node}: {who}, "
             f"{result.repetitions} interleaved repetitions, {result.duration_s:.0f} s")
     rows = [("metric", "EEVDF median (spread)", f"{result.scheduler} median (spread)", "ratio vs EEVDF (range)")]
     for m in result.metrics:
