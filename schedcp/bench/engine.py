@@ -96,6 +96,8 @@ class RunRecord:
     arm: str  # "baseline" or "candidate"
     scheduler: str
     repetition: int
+    #: Position in the run order of the whole benchmark (1-based).
+    step: int
     metrics: dict[str, float]
     extra: dict[str, float]
     elapsed_s: float
@@ -238,12 +240,28 @@ class ABRunner:
         disables the candidate during a run, ``NoSchedExt`` when the node has
         no sched_ext.
         """
+        outcome = self.compare_many(workload, candidates=[candidate], repetitions=repetitions,
+                                    params=params, warmup=warmup)[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def compare_many(self, workload: str | WorkloadSpec, *, candidates: Sequence[SchedulerUnderTest],
+                     repetitions: int = 3, params: Mapping[str, object] | None = None,
+                     warmup: int = 1) -> list[ABResult | BenchError]:
+        """EEVDF and several candidates in rotating order, one shared baseline.
+
+        Round ``r`` runs the arms rotated by ``r`` (with two arms: AB, BA, ...),
+        so every candidate is compared with baseline runs from the same rounds.
+        A candidate that fails (ejected, load error, workload error) drops
+        out with its error in its slot; the others carry on.
+        """
         spec = workload if isinstance(workload, WorkloadSpec) else get_workload(workload)
         if repetitions < 1:
             raise BenchError(f"repetitions must be at least 1, not {repetitions}")
         values = spec.resolve_params(params)
-        baseline_only = candidate.is_eevdf
-        if not baseline_only and not self._node.supports_sched_ext():
+        real = [c for c in candidates if not c.is_eevdf]
+        if real and not self._node.supports_sched_ext():
             raise NoSchedExt(
                 f"node {self._node.name} cannot run sched_ext schedulers (its kernel lacks CONFIG_SCHED_CLASS_EXT)",
                 hint="use --node vm, or --sched eevdf to measure only the baseline here")
@@ -257,36 +275,67 @@ class ABRunner:
         for i in range(warmup):
             self._progress(f"warm-up {i + 1}/{warmup} (eevdf, not recorded)")
             self._run_once(spec, argv)
-        plan: list[tuple[str, SchedulerUnderTest, int]] = []
+        # Arm 0 is the baseline; arm i >= 1 is candidates[i - 1] unless that is EEVDF.
+        arms: list[int] = [0] + [i + 1 for i, c in enumerate(candidates) if not c.is_eevdf]
+        failed: dict[int, BenchError] = {}
+        runs: dict[int, list[RunRecord]] = {a: [] for a in arms}
+        total = repetitions * len(arms)
+        step = 0
         for rep in range(repetitions):
-            pair = [("baseline", EEVDF), ("candidate", candidate)]
-            if baseline_only:
-                pair = pair[:1]
-            elif rep % 2:
-                pair.reverse()  # ABBA: drift within the run hits both arms alike
-            plan += [(arm, sched, rep) for arm, sched in pair]
-        runs: list[RunRecord] = []
-        for step, (arm, sched, rep) in enumerate(plan, 1):
-            label = f"[{step}/{len(plan)}] {sched.name} rep {rep + 1}/{repetitions}"
-            if sched.is_eevdf:
-                result = self._run_once(spec, argv)
-            else:
-                result = self._run_candidate(spec, argv, sched, label)
-            runs.append(RunRecord(arm=arm, scheduler=sched.name, repetition=rep, metrics=result.metrics,
-                                  extra=result.extra, elapsed_s=result.elapsed_s))
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
-            self._progress(f"{label}: {shown} ({result.elapsed_s:.1f} s)")
+            shift = rep % len(arms)
+            for arm in arms[shift:] + arms[:shift]:
+                step += 1
+                if arm in failed:
+                    continue
+                sched = EEVDF if arm == 0 else candidates[arm - 1]
+                label = f"[{step}/{total}] {sched.name} rep {rep + 1}/{repetitions}"
+                try:
+                    result = self._run_once(spec, argv) if arm == 0 else \
+                        self._run_candidate(spec, argv, sched, label)
+                except BenchError as exc:
+                    if arm == 0:
+                        raise
+                    failed[arm] = exc
+                    self._progress(f"{label}: FAILED: {exc}")
+                    continue
+                except SchedcpError as exc:
+                    if arm == 0:
+                        raise
+                    failed[arm] = BenchError(f"{sched.name} failed on {spec.name}: {exc}", hint=exc.hint)
+                    self._progress(f"{label}: FAILED: {exc}")
+                    continue
+                runs[arm].append(RunRecord(arm="baseline" if arm == 0 else "candidate", scheduler=sched.name,
+                                           repetition=rep, step=step, metrics=result.metrics, extra=result.extra,
+                                           elapsed_s=result.elapsed_s))
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+                self._progress(f"{label}: {shown} ({result.elapsed_s:.1f} s)")
+        duration = time.monotonic() - started
+        outcomes: list[ABResult | BenchError] = []
+        for i, cand in enumerate(candidates):
+            arm = i + 1
+            if arm in failed:
+                outcomes.append(failed[arm])
+                continue
+            mine = runs[0] if cand.is_eevdf else runs[arm]
+            outcomes.append(self._summarise(spec, values, cand, repetitions, runs[0], mine,
+                                            duration, baseline_only=cand.is_eevdf))
+        return outcomes
+
+    def _summarise(self, spec: WorkloadSpec, values: dict[str, int], cand: SchedulerUnderTest,
+                   repetitions: int, base_runs: list[RunRecord], cand_runs: list[RunRecord],
+                   duration: float, *, baseline_only: bool) -> ABResult:
         comparisons = []
         for m in spec.metrics:
-            base = [r.metrics[m.name] for r in runs if r.arm == "baseline"]
-            cand = [r.metrics[m.name] for r in runs if r.arm == "candidate"] or base
-            comparisons.append(MetricComparison.of(metric=m.name, unit=m.unit, higher_is_better=m.higher_is_better,
-                                                   baseline_values=base, candidate_values=cand))
+            comparisons.append(MetricComparison.of(
+                metric=m.name, unit=m.unit, higher_is_better=m.higher_is_better,
+                baseline_values=[r.metrics[m.name] for r in base_runs],
+                candidate_values=[r.metrics[m.name] for r in cand_runs]))
+        records = base_runs if baseline_only else sorted(base_runs + cand_runs, key=lambda r: r.step)
         return ABResult(
             workload=spec.name, workload_class=spec.workload_class, params=values, node=self._node.name,
-            scheduler=candidate.name, tunables=dict(candidate.tunables), repetitions=repetitions,
-            primary_metric=spec.primary_metric, metrics=tuple(comparisons), runs=tuple(runs),
-            duration_s=time.monotonic() - started, baseline_only=baseline_only)
+            scheduler=cand.name, tunables=dict(cand.tunables), repetitions=repetitions,
+            primary_metric=spec.primary_metric, metrics=tuple(comparisons), runs=tuple(records),
+            duration_s=duration, baseline_only=baseline_only)
 
     def _run_once(self, spec: WorkloadSpec, argv: Sequence[str]):
         out = self._node.run_command(argv, timeout=self._timeout)

@@ -26,10 +26,28 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def render_reference() -> str:
+    """Markdown tables of every workload's metrics and parameters."""
+    lines: list[str] = []
+    for w in WORKLOADS.values():
+        lines += [f"### `{w.name}` ({w.workload_class})", "", w.summary, "",
+                  f"Primary metric (what a performance check judges): `{w.primary_metric}`.", "",
+                  "| metric | unit | better | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{m.name}` | {m.unit} | {'higher' if m.higher_is_better else 'lower'} | {m.description} |"
+                  for m in w.metrics]
+        lines += ["", "| parameter | default | range | meaning |", "|---|---|---|---|"]
+        for p in w.params:
+            rng = f"{p.minimum}..{p.maximum}" if p.maximum is not None else f">= {p.minimum}"
+            lines.append(f"| `{p.name}` | {p.default} | {rng} | {p.description} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m schedcp.workloads")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the workloads as JSON")
+    sub.add_parser("markdown", help="print the workload reference tables (for docs/workloads.md)")
     build = sub.add_parser("build", help="build the workloads' C programs into the cache")
     build.add_argument("names", nargs="*")
     run = sub.add_parser("run", help="run one repetition and print its JSON result")
@@ -46,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                 "metrics": [vars(m) for m in w.metrics],
                 "params": [vars(p) for p in w.params],
             } for w in WORKLOADS.values()], indent=2))
+        elif args.cmd == "markdown":
+            print(render_reference(), end="")
         elif args.cmd == "build":
             for name in args.names or list(WORKLOADS):
                 prepare(name)

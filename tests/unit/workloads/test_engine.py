@@ -107,3 +107,26 @@ def test_progress_reports_every_step():
                                                           repetitions=1, warmup=0)
     assert any(line.startswith("[1/2]") for line in lines)
     assert any("loading fifo" in line for line in lines)
+
+
+class TwoSchedNode(ScriptedNode):
+    """fifo works; 'stall' gets ejected on its first run."""
+
+    def __init__(self):
+        super().__init__()
+        self.makespan["stall"] = [9.0] * 5
+
+    def active_scheduler(self):
+        return None if self.loaded == "stall" else self.loaded
+
+
+def test_compare_many_shares_the_baseline_and_isolates_a_failure():
+    node = TwoSchedNode()
+    stall = SchedulerUnderTest("stall", obj=Path("/objs/stall.bpf.o"))
+    fifo_result, stall_result = runner(node).compare_many(
+        "batch-long-tail", candidates=[FIFO, stall], repetitions=2, warmup=0)
+    assert isinstance(stall_result, SchedulerEjected)
+    assert fifo_result.metric("makespan_s").baseline_values == (4.0, 4.4)
+    # Rounds rotate the arm order: eevdf fifo stall, then fifo stall eevdf (stall skipped).
+    runs = [c[1] for c in node.calls if c[0] == "run"]
+    assert runs == ["eevdf", "fifo", "stall", "fifo", "eevdf"]
