@@ -334,7 +334,11 @@ class _Libbpf:
             return cls._instance
 
     def _on_print(self, level: int, fmt: bytes, va: int) -> int:
-        buf = ctypes.create_string_buffer(16384)
+        # libbpf's debug chatter (level 2) is hundreds of lines per load; the
+        # verifier log and real problems come at WARN (0) and INFO (1).
+        if level > 1:
+            return 0
+        buf = ctypes.create_string_buffer(65536)
         n = self.libc.vsnprintf(buf, len(buf), fmt, va)
         self._log.append(buf.value.decode(errors="replace"))
         return n
