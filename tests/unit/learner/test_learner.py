@@ -11,7 +11,10 @@ BUILD = common_pb2.PARALLEL_BUILD
 
 class FakeRepository:
     def __init__(self, *names: str) -> None:
-        self.policies = {n: policy_pb2.Policy(name=n, version="1", status=policy_pb2.POLICY_VERIFIED) for n in names}
+        self.policies = {
+            n: policy_pb2.Policy(name=n, version="1", status=policy_pb2.POLICY_VERIFIED)
+            for n in names
+        }
         self.antipatterns: list[policy_pb2.Antipattern] = []
         self.events: list[tuple[str, str]] = []
         self._t = 0
@@ -76,14 +79,20 @@ def verdict(policy: str, *, passed: bool, score: float = 0.0, stage: str = "", s
         plan=plan_pb2.Plan(
             policy=common_pb2.PolicyRef(name=policy),
             source=source,
-            profile=profile_pb2.WorkloadProfile(node="n1", workload_class=BUILD, workload=profile_pb2.WorkloadIdentity(name="make -j8")),
+            profile=profile_pb2.WorkloadProfile(
+                node="n1",
+                workload_class=BUILD,
+                workload=profile_pb2.WorkloadIdentity(name="make -j8"),
+            ),
         ),
     )
     if score:
         v.performance.score = score
         v.performance.repetitions = 3
     if stage:
-        v.stages.add(name=stage, status=verdict_pb2.STAGE_FAILED).findings.add(rule="stall", message="starved")
+        v.stages.add(name=stage, status=verdict_pb2.STAGE_FAILED).findings.add(
+            rule="stall", message="starved"
+        )
     return v
 
 
@@ -128,7 +137,9 @@ async def test_failed_deployment_records_antipattern_and_counts_as_regression():
 async def test_verifier_failure_is_an_antipattern_without_a_performance_record():
     repo = FakeRepository("gen")
     learner = Learner(repository=repo)
-    a = await learner.on_verdict(verdict("gen", passed=False, stage="kernel_verifier", source="int x;"))
+    a = await learner.on_verdict(
+        verdict("gen", passed=False, stage="kernel_verifier", source="int x;")
+    )
     assert a.antipatterns and not a.recorded
     ap = repo.antipatterns[0]
     assert ap.stage == "kernel_verifier" and ap.source_digest.startswith("sha256:")
@@ -163,7 +174,12 @@ async def test_history_is_compact_bounded_best_first_and_names_antipatterns():
 
 
 def feedback(ratio: float, healthy: bool = True):
-    r = profile_pb2.FeedbackReport(node="n1", workload="make -j8", node_healthy=healthy, policy=common_pb2.PolicyRef(name="fifo"))
+    r = profile_pb2.FeedbackReport(
+        node="n1",
+        workload="make -j8",
+        node_healthy=healthy,
+        policy=common_pb2.PolicyRef(name="fifo"),
+    )
     r.deltas.add(metric="makespan_s", baseline=10, current=10 / ratio if ratio else 0, ratio=ratio)
     return r
 

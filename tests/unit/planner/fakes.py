@@ -109,9 +109,17 @@ class ScriptedLlm:
         self.unavailable = unavailable
         self.prompts: list[tuple[str, str]] = []
 
-    async def complete_json(self, *, system, user, schema, schema_name="answer", max_tokens=256, temperature=0.2):
+    async def complete_json(
+        self, *, system, user, schema, schema_name="answer", max_tokens=256, temperature=0.2
+    ):
         self.prompts.append((schema_name, user))
-        usage = Usage(model="fake", calls=1, prompt_tokens=len(user) // 4, completion_tokens=10, wall_seconds=0.01)
+        usage = Usage(
+            model="fake",
+            calls=1,
+            prompt_tokens=len(user) // 4,
+            completion_tokens=10,
+            wall_seconds=0.01,
+        )
         if self.unavailable:
             raise LlmUnavailable("fake endpoint down", usage=usage)
         answer = self.answers.get(schema_name)
@@ -129,7 +137,9 @@ def profile(cls: int = common_pb2.PARALLEL_BUILD, **features: float) -> profile_
         workload_class=cls,
         class_confidence=0.9,
         description="CPU-intensive parallel compilation with short-lived processes",
-        workload=profile_pb2.WorkloadIdentity(name="make -j8", comm="make", cmdline=["make", "-j8"]),
+        workload=profile_pb2.WorkloadIdentity(
+            name="make -j8", comm="make", cmdline=["make", "-j8"]
+        ),
     )
     if cls in (common_pb2.LATENCY_SERVER, common_pb2.INTERACTIVE_BACKGROUND):
         p.goal.kind, p.goal.metric = common_pb2.GOAL_TAIL_LATENCY, "p99_latency_us"

@@ -16,7 +16,11 @@ BUILD = common_pb2.PARALLEL_BUILD
 def shape(plans):
     """What must not change under injection: path, policy, tunables of every candidate."""
     return sorted(
-        (plan_pb2.DecisionPath.Name(p.path), p.policy.name, tuple(sorted(tunables_from_proto(p.tunables).items())))
+        (
+            plan_pb2.DecisionPath.Name(p.path),
+            p.policy.name,
+            tuple(sorted(tunables_from_proto(p.tunables).items())),
+        )
         for p in plans
     )
 
@@ -44,7 +48,9 @@ async def test_reuse_of_a_recorded_win_costs_no_tokens():
     f = fifo()
     win(f, BUILD, 1.4, {"slice_us": 30000, "direct_idle": True})
     llm = ScriptedLlm({"rank": {"choice": "c1", "rationale": "x"}})
-    plans = await Planner(repository=FakeRepository([f, wvtime()]), llm=llm, history=None).plan(profile(BUILD))
+    plans = await Planner(repository=FakeRepository([f, wvtime()]), llm=llm, history=None).plan(
+        profile(BUILD)
+    )
     assert tunables_from_proto(plans[0].tunables) == {"slice_us": 30000, "direct_idle": True}
     assert "reuse" in plans[0].rationale
     assert llm.prompts == [] and usage_of(plans).total_tokens == 0
@@ -60,19 +66,37 @@ def test_decision_prefers_configure_when_a_targeted_policy_exists():
 def test_decision_patches_a_weak_match_and_composes_from_nothing_when_llm_is_there():
     s = PlannerSettings(llm_success_prob=0.8)
     weak = wvtime()  # targets LATENCY_SERVER only
-    assert decide(profile(BUILD), [_hit(weak)], [], llm_available=True, settings=s).path == plan_pb2.PATCH
-    assert decide(profile(BUILD), [], [], llm_available=True, settings=s).path == plan_pb2.COMPOSE_NEW
+    assert (
+        decide(profile(BUILD), [_hit(weak)], [], llm_available=True, settings=s).path
+        == plan_pb2.PATCH
+    )
+    assert (
+        decide(profile(BUILD), [], [], llm_available=True, settings=s).path == plan_pb2.COMPOSE_NEW
+    )
     # Same inputs without an LLM: configure, never a code path.
-    assert decide(profile(BUILD), [], [], llm_available=False, settings=s).path == plan_pb2.CONFIGURE_EXISTING
+    assert (
+        decide(profile(BUILD), [], [], llm_available=False, settings=s).path
+        == plan_pb2.CONFIGURE_EXISTING
+    )
 
 
 def test_deprecated_and_antipattern_policies_are_skipped():
     dep = fifo()
     dep.status = policy_pb2.POLICY_DEPRECATED
-    d = decide(profile(BUILD), [_hit(dep), _hit(wvtime())], [], llm_available=False, settings=PlannerSettings())
+    d = decide(
+        profile(BUILD),
+        [_hit(dep), _hit(wvtime())],
+        [],
+        llm_available=False,
+        settings=PlannerSettings(),
+    )
     assert [o.policy.name for o in d.options] == ["wvtime"]
-    aps = [policy_pb2.Antipattern(policy=common_pb2.PolicyRef(name="wvtime"), workload_class=BUILD)] * 2
-    d = decide(profile(BUILD), [_hit(wvtime())], aps, llm_available=False, settings=PlannerSettings())
+    aps = [
+        policy_pb2.Antipattern(policy=common_pb2.PolicyRef(name="wvtime"), workload_class=BUILD)
+    ] * 2
+    d = decide(
+        profile(BUILD), [_hit(wvtime())], aps, llm_available=False, settings=PlannerSettings()
+    )
     assert d.options == []
 
 
@@ -93,7 +117,10 @@ async def test_injection_in_workload_strings_changes_neither_path_nor_candidates
     def obedient(user, schema):
         # A model that does whatever the prompt says, within what the schema allows.
         if "COMPOSE_NEW" in user:
-            return {"choice": f"c{len(schema['properties']['choice']['enum']) - 1}", "rationale": "as told"}
+            return {
+                "choice": f"c{len(schema['properties']['choice']['enum']) - 1}",
+                "rationale": "as told",
+            }
         return {"choice": "c0", "rationale": "normal"}
 
     repo = FakeRepository([wvtime(), fifo()])
@@ -118,9 +145,19 @@ async def test_injection_in_workload_strings_changes_neither_path_nor_candidates
 
 async def test_patch_output_is_validated_and_tunables_clamped():
     good_source = wvtime().source.replace("5000", "3000")
-    llm = ScriptedLlm({"patch": {"rationale": "shorter", "source": good_source, "tunables": {"slice_us": 10, "max_lag_slices": 3}}})
+    llm = ScriptedLlm(
+        {
+            "patch": {
+                "rationale": "shorter",
+                "source": good_source,
+                "tunables": {"slice_us": 10, "max_lag_slices": 3},
+            }
+        }
+    )
     repo = FakeRepository([wvtime()])
-    planner = Planner(repository=repo, llm=llm, history=None, settings=PlannerSettings(llm_success_prob=0.8))
+    planner = Planner(
+        repository=repo, llm=llm, history=None, settings=PlannerSettings(llm_success_prob=0.8)
+    )
     plans = await planner.plan(profile(BUILD))
     assert plans[0].path == plan_pb2.PATCH and plans[0].source == good_source
     assert "-const volatile u64 slice_us = 5000;" in plans[0].patch
@@ -130,7 +167,17 @@ async def test_patch_output_is_validated_and_tunables_clamped():
 
 
 async def test_out_of_range_compose_answer_is_rejected_for_the_rules_answer():
-    llm = ScriptedLlm({"compose": {"queue": "fifo", "direct_idle": False, "new_task_boost": True, "slice_us": 999999, "rationale": "r"}})
+    llm = ScriptedLlm(
+        {
+            "compose": {
+                "queue": "fifo",
+                "direct_idle": False,
+                "new_task_boost": True,
+                "slice_us": 999999,
+                "rationale": "r",
+            }
+        }
+    )
     plans = await Planner(repository=FakeRepository(), llm=llm, history=None).plan(profile(BUILD))
     assert plans[0].path == plan_pb2.COMPOSE_NEW
     assert plans[0].policy.name == "comp_fifo_idle"  # deterministic slots for a build
@@ -139,7 +186,12 @@ async def test_out_of_range_compose_answer_is_rejected_for_the_rules_answer():
 
 async def test_garbage_patch_is_discarded_before_the_verifier():
     llm = ScriptedLlm({"patch": {"rationale": "x", "source": "int main() { return 0; }"}})
-    planner = Planner(repository=FakeRepository([wvtime()]), llm=llm, history=None, settings=PlannerSettings(llm_success_prob=0.8))
+    planner = Planner(
+        repository=FakeRepository([wvtime()]),
+        llm=llm,
+        history=None,
+        settings=PlannerSettings(llm_success_prob=0.8),
+    )
     plans = await planner.plan(profile(BUILD))
     assert all(p.path == plan_pb2.CONFIGURE_EXISTING for p in plans)
     assert usage_of(plans).calls == 1  # the discarded call is still accounted
@@ -147,14 +199,28 @@ async def test_garbage_patch_is_discarded_before_the_verifier():
 
 async def test_unavailable_llm_degrades_to_deterministic_plan():
     repo = FakeRepository([wvtime(), fifo()])
-    down = await Planner(repository=repo, llm=ScriptedLlm(unavailable=True), history=None).plan(profile(BUILD))
+    down = await Planner(repository=repo, llm=ScriptedLlm(unavailable=True), history=None).plan(
+        profile(BUILD)
+    )
     none = await Planner(repository=repo, llm=None, history=None).plan(profile(BUILD))
     assert shape(down) == shape(none)
-    assert down[0].llm.calls == 1 and down[0].llm.completion_tokens == 10  # the attempt is accounted
+    assert (
+        down[0].llm.calls == 1 and down[0].llm.completion_tokens == 10
+    )  # the attempt is accounted
 
 
 async def test_compose_fills_bounded_slots_and_produces_source():
-    llm = ScriptedLlm({"compose": {"queue": "fifo", "direct_idle": False, "new_task_boost": True, "slice_us": 7000, "rationale": "r"}})
+    llm = ScriptedLlm(
+        {
+            "compose": {
+                "queue": "fifo",
+                "direct_idle": False,
+                "new_task_boost": True,
+                "slice_us": 7000,
+                "rationale": "r",
+            }
+        }
+    )
     plans = await Planner(repository=FakeRepository(), llm=llm, history=None).plan(profile(BUILD))
     composed = plans[0]
     assert composed.path == plan_pb2.COMPOSE_NEW
@@ -174,7 +240,9 @@ def _failed(plan, stage="dynamic"):
             verdict_pb2.StageResult(
                 name=stage,
                 status=verdict_pb2.STAGE_FAILED,
-                findings=[common_pb2.Finding(rule="stall", message="task starved", hint="dispatch")],
+                findings=[
+                    common_pb2.Finding(rule="stall", message="task starved", hint="dispatch")
+                ],
             )
         ],
     )
@@ -182,7 +250,9 @@ def _failed(plan, stage="dynamic"):
 
 async def test_refinement_is_bounded_then_records_an_antipattern():
     repo = FakeRepository([fifo()])
-    planner = Planner(repository=repo, llm=None, history=None, settings=PlannerSettings(max_iterations=2))
+    planner = Planner(
+        repository=repo, llm=None, history=None, settings=PlannerSettings(max_iterations=2)
+    )
     plan = (await planner.plan(profile(BUILD)))[0]
     seen = {tuple(sorted(tunables_from_proto(plan.tunables).items()))}
     rounds = 0
@@ -208,10 +278,18 @@ async def test_refining_a_patch_asks_the_llm_with_findings_and_falls_back_withou
     llm = ScriptedLlm({"patch": {"rationale": "fix", "source": src}})
     repo = FakeRepository([wvtime()])
     planner = Planner(repository=repo, llm=llm, history=None)
-    patch_plan = plan_pb2.Plan(plan_id="p0", profile=profile(BUILD), path=plan_pb2.PATCH, policy=common_pb2.PolicyRef(name="wvtime"), source="broken")
+    patch_plan = plan_pb2.Plan(
+        plan_id="p0",
+        profile=profile(BUILD),
+        path=plan_pb2.PATCH,
+        policy=common_pb2.PolicyRef(name="wvtime"),
+        source="broken",
+    )
     refined = await planner.refine(_failed(patch_plan, "build"))
     assert refined[0].path == plan_pb2.PATCH and "task starved" in llm.prompts[-1][1]
-    no_llm = await Planner(repository=repo, llm=None, history=None).refine(_failed(patch_plan, "build"))
+    no_llm = await Planner(repository=repo, llm=None, history=None).refine(
+        _failed(patch_plan, "build")
+    )
     assert no_llm[0].path == plan_pb2.CONFIGURE_EXISTING and no_llm[0].policy.name == "wvtime"
 
 

@@ -3,7 +3,13 @@ import math
 import pytest
 
 from schedcp.v1 import common_pb2, policy_pb2
-from services.planner.tunables import InvalidTunable, coerce, ranges, sanitize_tunables, search_tunables
+from services.planner.tunables import (
+    InvalidTunable,
+    coerce,
+    ranges,
+    sanitize_tunables,
+    search_tunables,
+)
 
 from .fakes import fifo, profile, wvtime
 
@@ -48,7 +54,9 @@ def test_search_moves_slices_by_workload_direction_and_stays_in_range():
 
 def test_search_is_deterministic_and_bounded():
     p = profile(common_pb2.PARALLEL_BUILD)
-    assert search_tunables(fifo().tunables, p, limit=3) == search_tunables(fifo().tunables, p, limit=3)
+    assert search_tunables(fifo().tunables, p, limit=3) == search_tunables(
+        fifo().tunables, p, limit=3
+    )
     assert len(search_tunables(fifo().tunables, p, limit=3)) == 3
     assert search_tunables([], p, limit=3) == [{}]
     empty_range = policy_pb2.TunableSpec(name="x", type=policy_pb2.TUNABLE_INT)
