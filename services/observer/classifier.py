@@ -86,10 +86,14 @@ def classify(f: profile_pb2.WorkloadFeatures) -> Classification:
         "BATCH_LONG_TAIL": busy * _mean(ramp(births, 0.5, 5.0), hogs, max(mixed_cpu, 0.0),
                                         1.0 - 0.7 * exec_div) * (1.0 - 0.5 * interactive),
         "CPU_THROUGHPUT": busy * _mean(hogs, hog_share, 1.0 - churn, 1.0 - short_burst)
-        * (1.0 - 0.6 * interactive),
-        "LATENCY_SERVER": ramp(util, 0.01, 0.08) * _mean(frequent_wake, short_burst, 1.0 - hogs,
-                                                           1.0 - churn),
-        "INTERACTIVE_BACKGROUND": min(hogs, interactive) * _mean(busy, frequent_wake, 1.0 - churn),
+        * (1.0 - 0.6 * interactive)
+        # CPU going to tasks born in the window means jobs, not a fixed worker set.
+        * (1.0 - 0.7 * ramp(f.short_task_cpu_fraction, 0.05, 0.3)),
+        # A server may use little CPU: being woken often is what makes it active.
+        "LATENCY_SERVER": ramp(wake_rate, 20.0, 200.0) * _mean(short_burst, 1.0 - hogs, 1.0 - hog_share)
+        * (1.0 - 0.8 * churn),
+        "INTERACTIVE_BACKGROUND": min(hogs, interactive) * _mean(busy, frequent_wake, 1.0)
+        * (1.0 - 0.8 * churn),
     }
     ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
     (best, best_score), (_, second_score) = ranked[0], ranked[1]
