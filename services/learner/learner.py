@@ -89,6 +89,10 @@ class LearnerSettings:
     history_chars: int = 1200
     #: Policies never deprecated automatically (the planner's built-in fallbacks).
     protected: tuple[str, ...] = ("wvtime", "fifo")
+    #: Write records and antipatterns to the repository. Off when the
+    #: repository service consumes verdicts/outcomes from the bus itself, so
+    #: nothing is recorded twice; the rules then see the event's record as pending.
+    record_events: bool = True
 
 
 @dataclass
@@ -155,7 +159,7 @@ class Learner:
         )
         record.tunables.MergeFrom(plan.tunables)
         correctness = [s for s in failed if s.name in CORRECTNESS_STAGES]
-        if correctness:
+        if correctness and self.settings.record_events:
             await self._antipattern(
                 actions,
                 policy=plan.policy,
@@ -168,7 +172,7 @@ class Learner:
         # Only measured verdicts are performance evidence; a build failure has no ratio.
         if verdict.performance.repetitions > 0 or verdict.performance.score > 0:
             await self._record(actions, plan.policy, record)
-            await self._evaluate(actions, plan.policy)
+            await self._evaluate(actions, plan.policy, record)
         return actions
 
     async def on_outcome(self, outcome: deployment_pb2.DeploymentOutcome) -> Actions:
@@ -187,7 +191,7 @@ class Learner:
             success=outcome.success,
         )
         record.tunables.MergeFrom(outcome.tunables)
-        if not outcome.success:
+        if not outcome.success and self.settings.record_events:
             await self._antipattern(
                 actions,
                 policy=outcome.policy,
@@ -198,7 +202,7 @@ class Learner:
                 source="",
             )
         await self._record(actions, outcome.policy, record)
-        await self._evaluate(actions, outcome.policy)
+        await self._evaluate(actions, outcome.policy, record)
         return actions
 
     async def on_feedback(self, report: profile_pb2.FeedbackReport) -> Actions:
@@ -288,6 +292,8 @@ class Learner:
     async def _record(
         self, actions: Actions, ref: common_pb2.PolicyRef, record: policy_pb2.PerformanceRecord
     ) -> None:
+        if not self.settings.record_events:
+            return
         try:
             await self.repository.record_outcome(ref, record)
             actions.recorded.append(record.source_id)
@@ -295,14 +301,35 @@ class Learner:
             # Generated candidates may not be in the repository (yet): nothing to attach to.
             log.info("no policy %s to record an outcome on", ref.name)
 
-    async def _evaluate(self, actions: Actions, ref: common_pb2.PolicyRef) -> None:
-        """Promote a repeated winner on some class; deprecate a policy that keeps regressing."""
+    async def _evaluate(
+        self,
+        actions: Actions,
+        ref: common_pb2.PolicyRef,
+        pending: policy_pb2.PerformanceRecord | None = None,
+    ) -> None:
+        """Promote a repeated winner on some class; deprecate a policy that keeps regressing.
+
+        ``pending`` is the event's own record: counted if the repository has
+        not stored it yet (it may be recording the same event concurrently).
+        """
         s = self.settings
         try:
             policy = await self.repository.get(ref.name, ref.version)
         except NotFound:
             return
+        except SchedcpError as exc:
+            log.warning("cannot evaluate %s: %s", ref.name, exc)
+            return
         records = list(policy.history)
+        if pending is not None and pending.source_id not in {r.source_id for r in records}:
+            pending = policy_pb2.PerformanceRecord(
+                workload_class=pending.workload_class,
+                ratio=pending.ratio,
+                success=pending.success,
+                source_id=pending.source_id,
+                at=_now(),
+            )
+            records.append(pending)
         by_class: dict[int, list[float]] = {}
         for rec in records:
             if rec.success:
@@ -318,12 +345,15 @@ class Learner:
             policy_pb2.POLICY_DEPRECATED,
         ):
             names = ", ".join(common_pb2.WorkloadClass.Name(c) for c in winner_on)
-            await self.repository.promote(
-                common_pb2.PolicyRef(name=policy.name, version=policy.version),
-                f"won at least {s.promote_min_wins} times with mean ratio >= "
-                f"{s.promote_min_mean_ratio} on {names}",
-            )
-            actions.promoted.append(policy.name)
+            try:
+                await self.repository.promote(
+                    common_pb2.PolicyRef(name=policy.name, version=policy.version),
+                    f"won at least {s.promote_min_wins} times with mean ratio >= "
+                    f"{s.promote_min_mean_ratio} on {names}",
+                )
+                actions.promoted.append(policy.name)
+            except SchedcpError as exc:  # e.g. a CANDIDATE must be verified first
+                log.info("not promoting %s: %s", policy.name, exc)
             return
         recent = [
             _ratio(r.ratio) if r.success else 0.0
@@ -336,12 +366,15 @@ class Learner:
             and policy.name not in s.protected
             and policy.status != policy_pb2.POLICY_DEPRECATED
         ):
-            await self.repository.deprecate(
-                common_pb2.PolicyRef(name=policy.name, version=policy.version),
-                f"mean ratio {sum(recent) / len(recent):.2f} over its last {len(recent)} "
-                f"outcomes is below {s.deprecate_max_mean_ratio}",
-            )
-            actions.deprecated.append(policy.name)
+            try:
+                await self.repository.deprecate(
+                    common_pb2.PolicyRef(name=policy.name, version=policy.version),
+                    f"mean ratio {sum(recent) / len(recent):.2f} over its last {len(recent)} "
+                    f"outcomes is below {s.deprecate_max_mean_ratio}",
+                )
+                actions.deprecated.append(policy.name)
+            except SchedcpError as exc:
+                log.info("not deprecating %s: %s", policy.name, exc)
 
     async def _antipattern(
         self,

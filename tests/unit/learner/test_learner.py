@@ -211,3 +211,17 @@ async def test_unhealthy_node_is_drift_even_without_deltas():
     await learner.on_feedback(r)
     await learner.on_feedback(r)
     assert replans.profiles[0].trigger == "drift" and replans.profiles[0].workload.name == "w"
+
+
+async def test_without_recording_the_rules_still_count_the_pending_event():
+    # The repository service records events from the bus itself; the learner
+    # must not write them twice but must still decide on them.
+    repo = FakeRepository("lcfs")
+    learner = Learner(
+        repository=repo, settings=LearnerSettings(record_events=False, promote_min_wins=1)
+    )
+    a = await learner.on_outcome(outcome("lcfs", 1.3))
+    assert a.recorded == [] and len(repo.policies["lcfs"].history) == 0
+    assert a.promoted == ["lcfs"]
+    b = await learner.on_verdict(verdict("x", passed=False, stage="build"))
+    assert b.antipatterns == [] and repo.antipatterns == []
