@@ -57,6 +57,8 @@ class StatLine:
     num_threads: int
     starttime: int
     blkio_ticks: int
+    cutime: int = 0
+    cstime: int = 0
 
 
 def parse_stat(text: str) -> StatLine:
@@ -79,6 +81,8 @@ def parse_stat(text: str) -> StatLine:
         num_threads=int(rest[17]),
         starttime=int(rest[19]),
         blkio_ticks=blkio,
+        cutime=int(rest[13]),
+        cstime=int(rest[14]),
     )
 
 
