@@ -1,0 +1,104 @@
+"""Choose the qemu accelerator: KVM only where it really works, else TCG.
+
+``/dev/kvm`` opening proves little: on our machines it is a software nested
+hypervisor (``kvm_pvm``) on which the guest dies with "emulation failure". So
+KVM is considered only when the hardware modules (``kvm_intel``/``kvm_amd``)
+are loaded, and used only after a test boot succeeded. The decision is cached
+per host kernel, qemu version and guest kernel (``<cache>/accel.json``).
+``SCHEDCP_ACCEL=kvm|tcg`` overrides it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from schedcp.substrate import VmError
+
+KVM_MODULES = ("kvm_intel", "kvm_amd")
+
+
+@dataclass(frozen=True)
+class Accel:
+    """An accelerator choice and why it was made."""
+
+    name: str  # "kvm" or "tcg"
+    reason: str
+
+    @property
+    def qemu_args(self) -> list[str]:
+        if self.name == "kvm":
+            return ["-accel", "kvm", "-cpu", "host"]
+        # thread=multi: one host thread per vCPU; -cpu max exposes the ISA
+        # the Debian kernel expects (x86-64-v2+).
+        return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+
+
+def kvm_modules_loaded(sys_module: Path = Path("/sys/module")) -> list[str]:
+    """Which hardware KVM modules are loaded (``kvm_pvm`` and plain ``kvm`` do not count)."""
+    return [m for m in KVM_MODULES if (sys_module / m).exists()]
+
+
+def dev_kvm_usable(path: str = "/dev/kvm") -> bool:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def decide(*, override: str | None, modules: list[str], dev_kvm: bool,
+           probe: Callable[[], tuple[bool, str]] | None) -> Accel:
+    """Pure decision: override, else KVM only if modules + /dev/kvm + a good test boot."""
+    if override:
+        if override not in ("kvm", "tcg"):
+            raise VmError(f"SCHEDCP_ACCEL={override!r} is not kvm or tcg",
+                          hint="unset it to let schedcp detect, or set kvm/tcg")
+        return Accel(override, "SCHEDCP_ACCEL override")
+    if not modules:
+        return Accel("tcg", "no kvm_intel/kvm_amd module loaded (e.g. nested kvm_pvm): TCG")
+    if not dev_kvm:
+        return Accel("tcg", f"{'/'.join(modules)} loaded but /dev/kvm is not usable: TCG")
+    if probe is None:
+        return Accel("tcg", "KVM not yet probed: TCG")
+    ok, detail = probe()
+    if ok:
+        return Accel("kvm", f"{'/'.join(modules)} loaded and a KVM test boot succeeded")
+    return Accel("tcg", f"KVM test boot failed ({detail}): TCG")
+
+
+def qemu_version(qemu: str = "qemu-system-x86_64") -> str:
+    try:
+        out = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.splitlines()[0] if out else "unknown"
+
+
+def cache_key(kernel_release: str) -> str:
+    return f"{os.uname().release}|{qemu_version()}|{kernel_release}"
+
+
+def choose(*, cache_file: Path, kernel_release: str, probe: Callable[[], tuple[bool, str]],
+           environ: Mapping[str, str] | None = None) -> Accel:
+    """The cached decision, or decide now (running ``probe`` only if KVM is plausible)."""
+    env = os.environ if environ is None else environ
+    override = env.get("SCHEDCP_ACCEL", "").strip() or None
+    if override:
+        return decide(override=override, modules=[], dev_kvm=False, probe=None)
+    key = cache_key(kernel_release)
+    try:
+        cached = json.loads(cache_file.read_text())
+        if cached.get("key") == key:
+            return Accel(cached["name"], cached["reason"] + " [cached]")
+    except (FileNotFoundError, ValueError, KeyError):
+        pass
+    accel = decide(override=None, modules=kvm_modules_loaded(), dev_kvm=dev_kvm_usable(), probe=probe)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps({"key": key, **asdict(accel)}, indent=2) + "\n")
+    return accel
