@@ -91,6 +91,14 @@ def _kill_all_live() -> None:
         _LIVE_PGIDS.clear()
 
 
+def _sweep_stale_workdirs() -> None:
+    """Remove work dirs left by callers that were SIGKILLed (their VMs died with them)."""
+    for d in Path(tempfile.gettempdir()).glob("schedcp-vm-*-*"):
+        pid = d.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def find_virtiofsd() -> str:
     for p in VIRTIOFSD_CANDIDATES:
         if os.access(p, os.X_OK):
@@ -257,7 +265,8 @@ class VmNode:
         if self.accel is None:
             self.accel = await asyncio.to_thread(default_accel, kernel)
         builder = self.initramfs or InitramfsBuilder(cache=cache)
-        self.workdir = Path(tempfile.mkdtemp(prefix="schedcp-vm-"))
+        _sweep_stale_workdirs()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"schedcp-vm-{os.getpid()}-"))
         wd = self.workdir
         # The guest copies /schedcp into /run/schedcp, so ship extras under /schedcp/files.
         files = {f"schedcp/files/{k.lstrip('/')}": v for k, v in self.files.items()}
