@@ -101,7 +101,8 @@ class ObservationAgent:
 
     async def observe(self, target: Target, *, window: float, deep: bool | None = None,
                       probes: tuple[str, ...] = (), max_overhead_pct: float | None = None,
-                      trigger: str = "request", stop: Callable[[], bool] | None = None) -> profile_pb2.WorkloadProfile:
+                      trigger: str = "request", stop: Callable[[], bool] | None = None,
+                      deep_window: float | None = None) -> profile_pb2.WorkloadProfile:
         """Observe ``target`` and return its profile.
 
         ``deep``: True forces tier 2 (errors from it are raised), False forbids
@@ -110,11 +111,13 @@ class ObservationAgent:
         """
         t1 = await asyncio.to_thread(self.tier1.observe, target, window, stop=stop)
         return await self.profile_from(t1, target, deep=deep, probes=probes,
-                                       max_overhead_pct=max_overhead_pct, trigger=trigger)
+                                       max_overhead_pct=max_overhead_pct, trigger=trigger,
+                                       deep_window=deep_window)
 
     async def profile_from(self, t1: Tier1Result, target: Target, *, deep: bool | None = None,
                            probes: tuple[str, ...] = (), max_overhead_pct: float | None = None,
-                           trigger: str = "request") -> profile_pb2.WorkloadProfile:
+                           trigger: str = "request", deep_window: float | None = None
+                           ) -> profile_pb2.WorkloadProfile:
         """Build a profile from a tier-1 result, deepening it if needed."""
         features = profile_pb2.WorkloadFeatures()
         features.CopyFrom(t1.features)
@@ -123,8 +126,10 @@ class ObservationAgent:
         tier = profile_pb2.TIER_SUMMARY
         notes: list[str] = []
         t2: Tier2Result | None = None
-        want_deep = deep is True or (deep is None and result.confidence < self.options.confidence_threshold
-                                     and self.tier2 is not None)
+        active = features.cpu_utilization >= 0.02 or features.voluntary_ctx_switches_per_s >= 10
+        unsure = result.confidence < self.options.confidence_threshold or (
+            result.workload_class == WC.UNKNOWN_WORKLOAD and active)
+        want_deep = deep is True or (deep is None and unsure and self.tier2 is not None)
         if want_deep:
             if self.tier2 is None:
                 raise Unavailable("deep profiling is not configured on this observer",
@@ -132,7 +137,8 @@ class ObservationAgent:
             try:
                 t2 = await asyncio.to_thread(
                     self.tier2.profile, tgids=(t1.tgids or None) if target.cgroup is None and not target.node else None,
-                    cgroup=t1.cgroup_dir, window=self.options.deep_window if deep is None else t1.window_seconds,
+                    cgroup=t1.cgroup_dir,
+                    window=deep_window or (self.options.deep_window if deep is None else t1.window_seconds),
                     probes=probes, max_overhead_pct=max_overhead_pct or self.options.max_overhead_pct)
             except SchedcpError as exc:
                 if deep is True:
@@ -292,7 +298,7 @@ def describe(p: profile_pb2.WorkloadProfile, det: Classification, t2: Tier2Resul
     w = p.workload
     ident = []
     if w.cmdline:
-        ident.append(f"command {quote(' '.join(w.cmdline))}")
+        ident.append(f"command {quote(clean_text(' '.join(w.cmdline), limit=300))}")
     if w.comm:
         ident.append(f"comm {quote(w.comm)}")
     if w.cgroup:

@@ -69,7 +69,10 @@ def classify(f: profile_pb2.WorkloadFeatures) -> Classification:
     wake_rate = f.voluntary_ctx_switches_per_s
     burst_us = f.run_burst_us_mean
 
-    busy = ramp(util, 0.05, 0.4)
+    # Demand, not delivered CPU: on a contended node a build gets little CPU but
+    # waits for more (run-queue wait is the share of runnable time not running).
+    demand = util / max(0.05, 1.0 - f.runqueue_wait_fraction)
+    busy = ramp(demand, 0.05, 0.4)
     churn = ramp(births, 1.0, 15.0)
     short_life = (1.0 - ramp(p50_ms, 1500.0, 8000.0)) if completed >= 3 else 0.5 * churn
     exec_div = ramp(f.distinct_comms, 2, 6)
@@ -107,7 +110,8 @@ def classify(f: profile_pb2.WorkloadFeatures) -> Classification:
 
 def _reasons(best: str, f: profile_pb2.WorkloadFeatures, util: float, births: float,
              p50_ms: float, completed: int, burst_us: float) -> list[str]:
-    common = [f"cpu_utilization={util:.2f} CPUs"]
+    common = [f"cpu_utilization={util:.2f} CPUs",
+              f"runqueue_wait_fraction={f.runqueue_wait_fraction:.2f}"]
     by_class = {
         "PARALLEL_BUILD": [f"task_births_per_s={births:.1f}", f"task_lifetime_ms_p50={p50_ms:.0f} over {completed} tasks",
                            f"distinct_comms={f.distinct_comms}",

@@ -42,6 +42,8 @@ HIST_SLOTS = 40
 PERF_EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults",
                "cycles", "instructions", "cache-misses", "branch-misses")
 MAX_PERF_PIDS = 256
+#: A directory of probe objects built for this kernel elsewhere (set for micro-VM guests).
+PREBUILT_ENV = "SCHEDCP_OBSERVER_PROBES_PREBUILT"
 
 
 @dataclass(frozen=True)
@@ -159,14 +161,20 @@ def parse_perf_csv(text: str) -> tuple[dict[str, float], list[str]]:
 class ProbeBuilder:
     """Compiles the probes for the running kernel, once per (source, BTF) digest."""
 
-    def __init__(self, *, btf: Path = Path("/sys/kernel/btf/vmlinux"), cache_dir: Path | None = None) -> None:
+    def __init__(self, *, btf: Path = Path("/sys/kernel/btf/vmlinux"), cache_dir: Path | None = None,
+                 prebuilt: Path | None = None) -> None:
         self.btf = btf
         self.cache_dir = cache_dir
+        # Objects built on the host for a guest kernel (a TCG guest compiles slowly).
+        env = os.environ.get(PREBUILT_ENV)
+        self.prebuilt = prebuilt or (Path(env) if env else None)
 
     def object_for(self, name: str) -> Path:
         if name not in PROBES:
             raise InvalidArgument(f"unknown probe {clean_text(name, limit=40)!r}",
                                   hint=f"choose from: {', '.join(PROBES)}")
+        if self.prebuilt is not None and (self.prebuilt / f"{name}.bpf.o").is_file():
+            return self.prebuilt / f"{name}.bpf.o"
         if not self.btf.exists():
             raise Unavailable(f"kernel BTF {self.btf} is missing: eBPF probes need CONFIG_DEBUG_INFO_BTF",
                               hint="tier 2 perf counters still work; run probes inside the micro-VM")
@@ -183,6 +191,16 @@ class ProbeBuilder:
             return builder.build_file(src, out=out).object_path
         except BuildError as exc:
             raise ProbeError(f"probe {name} does not compile: {exc}", hint="see the build diagnostics") from exc
+
+    def prebuild(self, dest: Path, names: Sequence[str] = PROBES) -> Path:
+        """Build every probe for ``self.btf`` into ``dest`` as ``<name>.bpf.o`` (for a guest)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            obj = self.object_for(n)
+            target = dest / f"{n}.bpf.o"
+            if not target.exists() or target.read_bytes() != obj.read_bytes():
+                shutil.copyfile(obj, target)
+        return dest
 
 
 # ------------------------------------------------------------------ running
