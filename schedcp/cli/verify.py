@@ -1,0 +1,137 @@
+"""``schedcp verify``: run the Execution Verifier on a scheduler source.
+
+    schedcp verify my.bpf.c --set slice_us=5000 --workload LATENCY_SERVER
+    schedcp verify bpf/wvtime.bpf.c --json
+
+Stages: build -> static -> kernel_verifier (micro-VM) -> dynamic (stress +
+starvation suite, then A/B against EEVDF for --workload). A stage after the
+first failure is reported as skipped. On a pass a signed DeploymentToken is
+issued (key ring in $SCHEDCP_DATA_DIR/keys).
+
+Exit codes: 0 pass, 1 fail, 2 usage or internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+from schedcp.errors import SchedcpError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("verify", help="verify a scheduler and get a deployment token",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("file", metavar="FILE.bpf.c", help="scheduler source")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="tunable value (repeatable)")
+    p.add_argument("--workload", metavar="CLASS", default="",
+                   help="workload class for the A/B performance check, e.g. LATENCY_SERVER")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p.add_argument("--no-cache", action="store_true", help="verify even if a verdict is cached")
+    p.add_argument("--duration", type=float, default=6.0,
+                   help="seconds of the stress suite (default 6)")
+    p.add_argument("--max-wait", type=float, default=2.0,
+                   help="starvation bound per task in seconds (default 2, TCG-sized)")
+    p.add_argument("--host", action="store_true",
+                   help="use this machine's kernel instead of a micro-VM (needs sched_ext + root)")
+    p.set_defaults(func=_run)
+
+
+def parse_sets(pairs: list[str]) -> dict[str, int | bool | str]:
+    out: dict[str, int | bool | str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise _Usage(f"--set {pair!r}: expected KEY=VALUE")
+        k, v = pair.split("=", 1)
+        k = k.strip()
+        if not k:
+            raise _Usage(f"--set {pair!r}: empty key")
+        low = v.strip().lower()
+        if low in ("true", "false"):
+            out[k] = low == "true"
+        else:
+            try:
+                out[k] = int(v, 0)
+            except ValueError:
+                out[k] = v
+    return out
+
+
+class _Usage(Exception):
+    pass
+
+
+_SYMBOL = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "running": "... "}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from schedcp.settings import data_dir
+    from services.verifier.domain import Candidate, StageStatus
+    from services.verifier.verifier import default_verifier
+
+    try:
+        tunables = parse_sets(args.set)
+    except _Usage as exc:
+        print(f"schedcp verify: {exc}", file=sys.stderr)
+        return 2
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"schedcp verify: {path} does not exist", file=sys.stderr)
+        return 2
+    name = path.name.removesuffix(".c").removesuffix(".bpf")
+    cand = Candidate(source=path.read_text(), name=name, tunables=tunables,
+                     workload=args.workload, origin=str(path))
+    t0 = time.monotonic()
+
+    def progress(stage) -> None:
+        if args.json:
+            return
+        if stage.status is StageStatus.RUNNING:
+            print(f"  ... {stage.name}", file=sys.stderr, flush=True)
+            return
+        print(f"  {_SYMBOL[stage.status.value]} {stage.name:<16} {stage.duration_s:7.2f}s",
+              flush=True)
+        for f in stage.findings:
+            loc = f":{f.line}" if f.line else ""
+            print(f"         {f.severity.label:<7} {f.rule}{loc}: {f.message}")
+            if f.hint and f.severity.label != "info":
+                print(f"                 hint: {f.hint}")
+
+    try:
+        verifier = default_verifier(data_dir(), duration_s=args.duration,
+                                    max_wait_s=args.max_wait, use_vm=not args.host)
+        if not args.json:
+            print(f"verifying {path} ({len(tunables)} tunables"
+                  f"{', workload ' + args.workload if args.workload else ''})", flush=True)
+        signed = verifier.verify(
+            cand, progress=progress, skip_performance=not args.workload)
+    except SchedcpError as exc:
+        print(f"schedcp verify: {exc}", file=sys.stderr)
+        return 2
+    rec = signed.record
+    token_b64 = base64.b64encode(signed.token.SerializeToString()).decode() if signed.token \
+        else None
+    if args.json:
+        doc = rec.to_dict()
+        doc["token"] = token_b64
+        doc["token_key_id"] = signed.token.key_id if signed.token else None
+        doc["wall_s"] = round(time.monotonic() - t0, 3)
+        print(json.dumps(doc, indent=2))
+    else:
+        verdict = "PASS" if rec.passed else "FAIL"
+        cached = " (cached)" if rec.cached else ""
+        print(f"verdict: {verdict}{cached}  artifact {rec.artifact_digest[:19]}  "
+              f"config {rec.config_digest[:19]}  {time.monotonic() - t0:.1f}s")
+        if rec.performance:
+            print(f"performance: {rec.performance.workload} score {rec.performance.score:.3f}x "
+                  "EEVDF")
+        if token_b64:
+            print(f"token ({signed.token.key_id}): {token_b64[:48]}…")
+    if rec.internal_error:
+        return 2
+    return 0 if rec.passed else 1

@@ -1,0 +1,91 @@
+"""The Execution Verifier: pipeline + signing, and the default wiring.
+
+:class:`ExecutionVerifier` is what the gRPC servicer, the bus consumer and the
+CLI call. On a pass it signs a DeploymentToken (Ed25519, :mod:`schedcp.tokens`)
+over the artifact digest, config digest and node selector.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from schedcp import tokens
+from schedcp.v1 import common_pb2, verdict_pb2
+from services.verifier.domain import Candidate, StageResult
+from services.verifier.pipeline import VerdictCache, VerdictRecord, VerificationPipeline
+
+
+@dataclass
+class SignedVerdict:
+    record: VerdictRecord
+    token: verdict_pb2.DeploymentToken | None
+
+
+class ExecutionVerifier:
+    """Verify candidates one at a time per VM slot and sign passing verdicts."""
+
+    def __init__(self, *, pipeline: VerificationPipeline, keyring: tokens.KeyRing,
+                 token_ttl_s: float = tokens.DEFAULT_TTL_S, max_parallel: int = 1) -> None:
+        self.pipeline = pipeline
+        self.keyring = keyring
+        self.token_ttl_s = token_ttl_s
+        # Bounded by the VM budget: on 2 cores, one or two micro-VMs at a time.
+        self._slots = threading.BoundedSemaphore(max_parallel)
+
+    def verify(self, candidate: Candidate, *, node_selector: common_pb2.NodeSelector | None = None,
+               policy: common_pb2.PolicyRef | None = None,
+               progress: Callable[[StageResult], None] | None = None,
+               skip_performance: bool = False) -> SignedVerdict:
+        with self._slots:
+            rec = self.pipeline.verify(candidate, progress=progress,
+                                       skip_performance=skip_performance)
+        token = None
+        if rec.passed:
+            sel = node_selector if node_selector is not None else common_pb2.NodeSelector(
+                all_nodes=True)
+            token = tokens.issue_token(self.keyring, artifact_digest=rec.artifact_digest,
+                                       config_digest=rec.config_digest, node_selector=sel,
+                                       verdict_id=rec.verdict_id, policy=policy,
+                                       ttl_s=self.token_ttl_s)
+        return SignedVerdict(rec, token)
+
+    def get(self, verdict_id: str) -> VerdictRecord | None:
+        return self.pipeline.cache.by_id(verdict_id) if self.pipeline.cache else None
+
+
+def default_verifier(data_dir: Path, *, duration_s: float = 6.0, max_wait_s: float = 2.0,
+                     repetitions: int = 2, threshold_pct: float = 10.0,
+                     use_vm: bool = True) -> ExecutionVerifier:
+    """Wire the real stages: project build chain, clang AST, micro-VMs, workloads."""
+    from schedcp.substrate.build import BPF_INCLUDE_DIR, BpfBuilder
+    from schedcp.substrate.kernel import ensure_kernel
+    from schedcp.substrate.nodes import boot_vm_node
+    from services.verifier.dynamic import WorkloadABRunner
+    from services.verifier.stages import (
+        BuildStage,
+        DynamicStage,
+        KernelVerifierStage,
+        StaticStage,
+        SuiteConfig,
+        host_node,
+    )
+
+    kernel = ensure_kernel()
+    builder = BpfBuilder(btf=kernel.vmlinux)
+    nodes = (lambda: boot_vm_node(kernel=kernel)) if use_vm else host_node
+    stages = {
+        "build": BuildStage(builder=builder),
+        "static": StaticStage(project_include_dirs=[BPF_INCLUDE_DIR]),
+        "kernel_verifier": KernelVerifierStage(nodes=nodes),
+        "dynamic": DynamicStage(suite=SuiteConfig(duration_s=duration_s, max_wait_s=max_wait_s),
+                                performance=WorkloadABRunner(repetitions=repetitions,
+                                                             threshold_pct=threshold_pct)),
+    }
+    data_dir = Path(data_dir)
+    pipeline = VerificationPipeline(stages=stages, cache=VerdictCache(data_dir / "verifier" / "cache"),
+                                    workdir=data_dir / "verifier" / "work")
+    keyring = tokens.KeyRing(data_dir / "keys")
+    return ExecutionVerifier(pipeline=pipeline, keyring=keyring)
