@@ -275,6 +275,10 @@ class _DebVersion:
     def __lt__(self, other: _DebVersion) -> bool:
         return compare_debian_versions(self.v, other.v) < 0
 
+    # Tuple ordering tests == first; without this equal versions never tie.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _DebVersion) and compare_debian_versions(self.v, other.v) == 0
+
 
 def parse_packages_index(text: str, suite: str, pattern: str) -> list[Candidate]:
     """Kernel candidates from one apt ``Packages`` index whose names match ``pattern``."""
