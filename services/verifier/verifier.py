@@ -52,6 +52,10 @@ class ExecutionVerifier:
                                        ttl_s=self.token_ttl_s)
         return SignedVerdict(rec, token)
 
+    def set_parallel(self, n: int) -> None:
+        """How many candidates may be verified at once (one micro-VM each)."""
+        self._slots = threading.BoundedSemaphore(max(1, n))
+
     def get(self, verdict_id: str) -> VerdictRecord | None:
         return self.pipeline.cache.by_id(verdict_id) if self.pipeline.cache else None
 

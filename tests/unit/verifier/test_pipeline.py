@@ -1,0 +1,113 @@
+"""Pipeline orchestration with fake stages (pure logic): order, skipping, cache."""
+
+from __future__ import annotations
+
+from services.verifier.domain import Candidate, Finding, Severity, StageStatus
+from services.verifier.dynamic import compare_metrics, judge_performance
+from services.verifier.pipeline import (
+    StageFailed,
+    StageOutcome,
+    VerdictCache,
+    VerificationPipeline,
+)
+from services.verifier.stages import judge_suite
+
+
+class FakeStage:
+    def __init__(self, name, *, fail=False, crash=False, findings=()):
+        self.name, self.fail, self.crash, self.findings = name, fail, crash, list(findings)
+        self.calls = 0
+
+    def run(self, ctx):
+        self.calls += 1
+        if self.name == "build":
+            ctx.artifact_digest = "sha256:" + "a" * 64
+        if self.crash:
+            raise RuntimeError("vm died")
+        if self.fail:
+            raise StageFailed([Finding(Severity.ERROR, "x", "bad", 3)], "log")
+        return StageOutcome(findings=self.findings)
+
+
+def _pipe(tmp_path, **over):
+    stages = {n: over.get(n, FakeStage(n)) for n in ("build", "static", "kernel_verifier", "dynamic")}
+    return VerificationPipeline(stages=stages, cache=VerdictCache(tmp_path / "c"),
+                                workdir=tmp_path / "w"), stages
+
+
+def test_all_pass(tmp_path):
+    p, _ = _pipe(tmp_path)
+    seen = []
+    rec = p.verify(Candidate(source="x"), progress=seen.append)
+    assert rec.passed
+    assert [s.name for s in rec.stages] == ["build", "static", "kernel_verifier", "dynamic"]
+    assert all(s.status is StageStatus.PASSED for s in rec.stages)
+    assert [s.status for s in seen].count(StageStatus.RUNNING) == 4
+
+
+def test_stages_after_failure_are_skipped(tmp_path):
+    p, stages = _pipe(tmp_path, static=FakeStage("static", fail=True))
+    rec = p.verify(Candidate(source="x"))
+    st = {s.name: s.status for s in rec.stages}
+    assert st == {"build": StageStatus.PASSED, "static": StageStatus.FAILED,
+                  "kernel_verifier": StageStatus.SKIPPED, "dynamic": StageStatus.SKIPPED}
+    assert not rec.passed and stages["kernel_verifier"].calls == 0
+    d = rec.to_dict()
+    assert d["verdict"] == "fail"
+    assert [s["passed"] for s in d["stages"]] == [True, False, False, False]
+
+
+def test_warnings_do_not_fail(tmp_path):
+    p, _ = _pipe(tmp_path, static=FakeStage("static", findings=[
+        Finding(Severity.WARNING, "w", "meh")]))
+    assert p.verify(Candidate(source="x")).passed
+
+
+def test_crash_is_internal_and_not_cached(tmp_path):
+    p, stages = _pipe(tmp_path, dynamic=FakeStage("dynamic", crash=True))
+    rec = p.verify(Candidate(source="x"))
+    assert not rec.passed and rec.internal_error
+    assert rec.stages[-1].findings[0].rule == "internal-error"
+    p.verify(Candidate(source="x"))
+    assert stages["dynamic"].calls == 2  # not served from cache
+
+
+def test_cache_hit_skips_later_stages(tmp_path):
+    p, stages = _pipe(tmp_path)
+    first = p.verify(Candidate(source="x", tunables={"a": 1}))
+    second = p.verify(Candidate(source="x", tunables={"a": 1}))
+    assert second.cached and second.verdict_id == first.verdict_id
+    assert stages["static"].calls == 1 and stages["build"].calls == 2
+    third = p.verify(Candidate(source="x", tunables={"a": 2}))  # other config digest
+    assert not third.cached and stages["static"].calls == 2
+    assert p.cache.by_id(first.verdict_id).passed
+
+
+class _State:
+    def __init__(self, enabled=True, ejected=False):
+        self.enabled, self.ejected, self.exit = enabled, ejected, None
+
+
+def test_judge_suite_starvation_and_ejection():
+    report = {"tasks": [{"name": "hog0", "completed": True, "max_wait_s": 0.1},
+                        {"name": "nice10", "completed": False, "max_wait_s": 17.0},
+                        {"name": "pinned", "completed": True, "max_wait_s": 3.0}],
+              "sched_ext_left_enabled": True}
+    rules = [f.rule for f in judge_suite(report, _State(), max_wait_s=2.0)]
+    assert rules == ["starvation", "starvation"]
+    rules = [f.rule for f in judge_suite({"tasks": []}, _State(False, True), max_wait_s=2.0)]
+    assert rules == ["ejected"]
+    assert judge_suite({"tasks": [{"name": "a", "completed": True, "max_wait_s": 0.5}]},
+                       _State(), max_wait_s=2.0) == []
+
+
+def test_performance_judgement():
+    m = compare_metrics({"lat": [10.0, 12.0], "ops": [100.0, 100.0]},
+                        {"lat": [8.0, 8.0], "ops": [80.0, 84.0]},
+                        higher_is_better={"lat": False, "ops": True})
+    by = {x.metric: x for x in m}
+    assert abs(by["lat"].ratio - 11 / 8) < 1e-9 and abs(by["ops"].ratio - 0.82) < 1e-9
+    ok = judge_performance(m, primary="lat", workload="w", repetitions=2, threshold_pct=10)
+    assert ok.result.score > 1 and all(f.severity is Severity.INFO for f in ok.findings)
+    bad = judge_performance(m, primary="ops", workload="w", repetitions=2, threshold_pct=10)
+    assert bad.findings[0].rule == "performance-regression"
