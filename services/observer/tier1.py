@@ -37,6 +37,8 @@ INTERACTIVE_SHARE = 0.3
 INTERACTIVE_WAKEUPS_PER_S = 10.0
 MAX_COMMS = 256
 MAX_IDENTITY_PIDS = 64
+#: Bytes of a cmdline read at most: argv can be megabytes, and it is untrusted.
+CMDLINE_READ_LIMIT = 1 << 16
 
 
 # --------------------------------------------------------------------- parsing
@@ -265,14 +267,14 @@ def resolve_cgroup(path: str, *, mount: Path | None = None) -> Path:
     if not str(resolved).startswith(str(mount.resolve())):
         raise InvalidArgument(f"cgroup {clean_text(path)} resolves outside the cgroup v2 mount {mount}",
                               hint="pass a directory inside the cgroup v2 hierarchy")
-    if not (resolved / "cgroup.procs").exists():
-        raise NotFound(f"{clean_text(str(resolved))} is not a cgroup v2 directory (no cgroup.procs)",
-                       hint=f"cgroup v2 is mounted at {mount}")
     try:
         (resolved / "cgroup.procs").read_bytes()
     except PermissionError:
         raise PermissionDenied(f"cgroup {clean_text(path)} is not readable",
                                hint="run the observer as root or pick a readable cgroup") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(f"{clean_text(str(resolved))} is not a cgroup v2 directory (no cgroup.procs)",
+                       hint=f"cgroup v2 is mounted at {mount}") from None
     return resolved
 
 
@@ -405,6 +407,8 @@ class Tier1Sampler:
                 vol, invol = parse_ctxt(status)
             except (ValueError, IndexError):
                 continue
+            if st.state in ("Z", "X"):
+                continue  # dead, just not reaped yet: it has exited
             out.append(TaskSample(tgid, st.pid, st.comm, st.state, st.starttime,
                                   st.utime + st.stime, run, delay, slices, vol, invol))
         return out
@@ -531,8 +535,10 @@ class Tier1Sampler:
     # -- helpers -----------------------------------------------------------
 
     def _fill_identity(self, r: CountingReader, pid: int, identity: profile_pb2.WorkloadIdentity) -> None:
-        raw = r.read_bytes(f"{self._proc}/{pid}/cmdline", limit=1 << 16) or b""
-        identity.cmdline.extend(clean_argv(raw))
+        raw = r.read_bytes(f"{self._proc}/{pid}/cmdline", limit=CMDLINE_READ_LIMIT + 1) or b""
+        identity.cmdline.extend(clean_argv(raw[:CMDLINE_READ_LIMIT]))
+        if len(raw) > CMDLINE_READ_LIMIT:
+            identity.cmdline.append(f"…(cmdline longer than {CMDLINE_READ_LIMIT} bytes, truncated)")
         comm = r.read_bytes(f"{self._proc}/{pid}/comm") or b""
         identity.comm = clean_text(comm.rstrip(b"\n"), limit=64)
         cg = r.read_bytes(f"{self._proc}/{pid}/cgroup") or b""
