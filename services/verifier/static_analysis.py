@@ -155,7 +155,6 @@ class SourceFile:
         return lo + 1
 
 
-_FILE_KEY = re.compile(rb'"file": "((?:[^"\\]|\\.)*)",')
 
 
 @dataclass
@@ -166,6 +165,23 @@ class ParsedAst:
     ops_fields: list[str]
     main_file: str
     files: dict[str, SourceFile]
+
+
+def _first_explicit(data: bytes, needle: bytes) -> int:
+    """First ``needle`` occurrence that is a location's own file key.
+
+    ``includedFrom`` objects carry a ``file`` too, but without a trailing
+    comma; bytes.find keeps this fast on a ~200 MB dump (a regex is seconds).
+    """
+    pos = data.find(needle)
+    while pos >= 0:
+        q = data.find(b'"', pos + len(needle))
+        if q < 0:
+            return -1
+        if data[q + 1:q + 2] == b",":
+            return pos
+        pos = data.find(needle, q)
+    return -1
 
 
 def _is_analysed(path: str, main_name: str, project_dirs: Sequence[str]) -> bool:
@@ -199,20 +215,30 @@ def parse_ast_json(data: bytes, *, main_file: str, project_dirs: Sequence[str]) 
     declaration located in an analysed file is decoded.
     """
     main_name = Path(main_file).name
-    cut = None
-    for m in _FILE_KEY.finditer(data):
-        path = m.group(1).decode()
-        if _is_analysed(path, main_name, project_dirs):
-            cut = data.rfind(b"\n    {\n", 0, m.start())
-            break
-    if cut is None or cut < 0:
+    first = -1
+    # Exact paths (with the closing quote and comma of an explicit key) make
+    # each search one memmem over the dump instead of a walk over the millions
+    # of includedFrom entries that share a prefix.
+    headers = [str(h) for d in project_dirs for h in Path(d).rglob("*.h")]
+    for path in (main_file, *headers):
+        pos = data.find(b'"file": "' + path.encode() + b'",')
+        if pos >= 0 and (first < 0 or pos < first):
+            first = pos
+    cut = data.rfind(b"\n    {\n", 0, first) if first >= 0 else -1
+    if cut < 0:
         raise StaticAnalysisError(f"no declaration of {main_file} found in the AST")
     end = data.rfind(b"\n  ]")
-    # The location state at the cut: the last explicit file before it.
+    # The location state at the cut: the nearest explicit file key before it.
     state: list[str | None] = [None]
-    prev = list(_FILE_KEY.finditer(data, max(0, cut - 2_000_000), cut))
-    if prev:
-        state[0] = prev[-1].group(1).decode()
+    pos = cut
+    while True:
+        pos = data.rfind(b'"file": "', 0, pos)
+        if pos < 0:
+            break
+        q = data.find(b'"', pos + 9)
+        if data[q + 1:q + 2] == b",":
+            state[0] = data[pos + 9:q].decode(errors="replace")
+            break
     decls = json.loads(b"[" + data[cut + 1:end] + b"]")
     _annotate_locations(decls, state)
     kept = []
