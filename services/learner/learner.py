@@ -242,7 +242,13 @@ class Learner:
         """Records and antipatterns for a class plus a compact, bounded summary for a prompt."""
         limit = max(1, min(limit or 10, 50))
         try:
-            policies = await self.repository.list_policies()
+            listed = await self.repository.list_policies()
+            # A listing may omit history (the repository's does): fetch each,
+            # bounded so a huge library cannot stall the planner's prompt.
+            policies = [
+                p if p.history else await self.repository.get(p.name, p.version)
+                for p in listed[:64]
+            ]
         except SchedcpError as exc:
             log.warning("history: repository unavailable: %s", exc)
             policies = []

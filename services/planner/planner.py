@@ -325,7 +325,9 @@ class Planner:
             "plan decision",
             extra={"path": plan_pb2.DecisionPath.Name(decision.path), "reasons": decision.reasons},
         )
-        candidates = self._configure_candidates(profile, decision, limit)
+        # Cut to the budget before the LLM sees anything: it may reorder the
+        # candidates that will be emitted, never swap in different ones.
+        candidates = self._configure_candidates(profile, decision, limit)[:limit]
         usage = Usage(model=llm.model if llm else "")
         if llm is not None and not decision.reuse:
             if decision.path == PATCH:
@@ -692,11 +694,14 @@ class Planner:
             hits = await self.repository.search(
                 query, workload_classes=classes, limit=self.settings.search_limit
             )
-            if not hits and classes:
-                # Nothing tagged for this class: any policy is better than none.
-                hits = await self.repository.search(
+            if len(hits) < 2 and classes:
+                # Too few policies tagged for this class: widen the search so the
+                # verifier still gets to compare more than one policy.
+                names = {h.policy.name for h in hits}
+                wider = await self.repository.search(
                     query, workload_classes=[], limit=self.settings.search_limit
                 )
+                hits = list(hits) + [h for h in wider if h.policy.name not in names]
         except SchedcpError as exc:
             log.warning("repository search failed, planning from built-ins: %s", exc)
             return []
