@@ -83,7 +83,7 @@ def services(service_env, tmp_path):
                 pytest.fail(f"{name} exited: {(tmp_path / f'{name}.log').read_text()[-2000:]}")
         yield env
     finally:
-        for _, proc, log in procs:
+        for _, proc, _log in procs:
             proc.terminate()
         for _, proc, log in procs:
             try:
