@@ -109,7 +109,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"verifying {path} ({len(tunables)} tunables"
                   f"{', workload ' + args.workload if args.workload else ''})", flush=True)
         signed = verifier.verify(
-            cand, progress=progress, skip_performance=not args.workload)
+            cand, progress=progress, skip_performance=not args.workload,
+            use_cache=not args.no_cache)
     except SchedcpError as exc:
         print(f"schedcp verify: {exc}", file=sys.stderr)
         return 2

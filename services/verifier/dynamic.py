@@ -18,7 +18,15 @@ from typing import Any
 from services.verifier.domain import Finding, MetricComparison, PerformanceResult, Severity
 
 #: Workload parameters that keep one repetition to a few seconds under TCG.
-QUICK_PARAMS: dict[str, dict[str, int]] = {}
+#: The verifier compares schedulers, it does not benchmark them: shorter runs
+#: with the same shape are enough to catch a regression past the threshold.
+QUICK_PARAMS: dict[str, dict[str, int]] = {
+    "wakeup-server": {"runtime_s": 3, "warmup_s": 1},
+    "interactive": {"runtime_s": 3, "warmup_s": 1},
+    "hackbench": {"loops": 100},
+    "parallel-build": {"units": 16, "libraries": 3},
+    "batch-long-tail": {"short_tasks": 16, "long_tasks": 2, "long_kiter": 30000},
+}
 
 
 @dataclass

@@ -38,10 +38,10 @@ class ExecutionVerifier:
     def verify(self, candidate: Candidate, *, node_selector: common_pb2.NodeSelector | None = None,
                policy: common_pb2.PolicyRef | None = None,
                progress: Callable[[StageResult], None] | None = None,
-               skip_performance: bool = False) -> SignedVerdict:
+               skip_performance: bool = False, use_cache: bool = True) -> SignedVerdict:
         with self._slots:
             rec = self.pipeline.verify(candidate, progress=progress,
-                                       skip_performance=skip_performance)
+                                       skip_performance=skip_performance, use_cache=use_cache)
         token = None
         if rec.passed:
             sel = node_selector if node_selector is not None else common_pb2.NodeSelector(

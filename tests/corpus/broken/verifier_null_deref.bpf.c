@@ -4,8 +4,8 @@
 char _license[] SEC("license") = "GPL";
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
 	__type(key, u32);
 	__type(value, u64);
 } counts SEC(".maps");

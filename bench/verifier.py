@@ -1,0 +1,166 @@
+"""Benchmark of the Execution Verifier -> docs/benchmarks-verifier.md.
+
+    .venv/bin/python bench/verifier.py [--quick] [--parallel 2] [--throughput 4]
+
+Measures, on this machine (real clang, real micro-VMs under TCG):
+
+* wall time per candidate per stage (build, static, kernel_verifier, dynamic);
+* detection rate on tests/corpus/broken (caught at the expected stage with the
+  expected rule);
+* false-positive rate on the library (bpf/*.bpf.c must pass every stage);
+* candidates per minute through the VM slots (``--parallel`` micro-VMs at
+  once), with distinct candidates so the verdict cache does not help.
+
+``--quick`` runs only build + static (no VMs) for the corpus and library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.verifier.domain import Candidate, StageStatus  # noqa: E402
+from services.verifier.verifier import default_verifier  # noqa: E402
+
+CORPUS = ROOT / "tests" / "corpus" / "broken"
+OUT = ROOT / "docs" / "benchmarks-verifier.md"
+STATIC_ONLY = ("build", "static")
+
+
+def _cand(path: Path, *, salt: str = "") -> Candidate:
+    src = path.read_text() + (f"\n/* bench {salt} */\n" if salt else "")
+    return Candidate(source=src, name=path.name.removesuffix(".bpf.c"))
+
+
+def _first_failure(rec) -> tuple[str | None, set[str]]:
+    for s in rec.stages:
+        if s.status is StageStatus.FAILED:
+            return s.name, {f.rule for f in s.findings if f.severity.label == "error"}
+    return None, set()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="build + static only, no VMs")
+    ap.add_argument("--parallel", type=int, default=2, help="VM slots for the throughput run")
+    ap.add_argument("--throughput", type=int, default=4, help="candidates in the throughput run")
+    ap.add_argument("--data-dir", type=Path, default=ROOT / ".cache" / "bench-verifier")
+    args = ap.parse_args()
+
+    manifest = json.loads((CORPUS / "manifest.json").read_text())
+    library = sorted((ROOT / "bpf").glob("*.bpf.c"))
+    verifier = default_verifier(args.data_dir, duration_s=6.0, max_wait_s=2.0)
+    pipe = verifier.pipeline
+    if args.quick:
+        pipe.order = STATIC_ONLY
+    rows = []
+    stage_times: dict[str, list[float]] = {n: [] for n in pipe.order}
+
+    def run(c: Candidate):
+        t0 = time.monotonic()
+        rec = pipe.verify(c, use_cache=False, skip_performance=True)
+        return rec, time.monotonic() - t0
+
+    detected = 0
+    considered = 0
+    for name, want in sorted(manifest.items()):
+        if args.quick and want["stage"] not in STATIC_ONLY:
+            continue
+        rec, wall = run(_cand(CORPUS / name, salt=str(time.time())))
+        stage, rules = _first_failure(rec)
+        ok = stage == want["stage"] and want["rule"] in rules
+        detected += ok
+        considered += 1
+        for s in rec.stages:
+            if s.status is not StageStatus.SKIPPED:
+                stage_times[s.name].append(s.duration_s)
+        rows.append(("corpus", name, want["stage"], want["rule"], stage or "-",
+                     ",".join(sorted(rules)) or "-", "yes" if ok else "NO", wall,
+                     {s.name: s.duration_s for s in rec.stages if s.status is not StageStatus.SKIPPED}))
+        print(f"corpus {name:32} want {want['stage']}/{want['rule']:28} got {stage}/{sorted(rules)} "
+              f"{'ok' if ok else 'MISS'} {wall:.1f}s", flush=True)
+
+    false_pos = 0
+    for path in library:
+        rec, wall = run(_cand(path, salt=str(time.time())))
+        stage, rules = _first_failure(rec)
+        false_pos += stage is not None
+        for s in rec.stages:
+            if s.status is not StageStatus.SKIPPED:
+                stage_times[s.name].append(s.duration_s)
+        rows.append(("library", path.name, "pass", "-", stage or "pass",
+                     ",".join(sorted(rules)) or "-", "yes" if stage is None else "NO", wall,
+                     {s.name: s.duration_s for s in rec.stages if s.status is not StageStatus.SKIPPED}))
+        print(f"library {path.name:31} -> {stage or 'pass'} {sorted(rules)} {wall:.1f}s", flush=True)
+
+    throughput = None
+    if not args.quick and args.throughput > 0:
+        cands = [_cand(library[i % len(library)], salt=f"tp{i}-{time.time()}")
+                 for i in range(args.throughput)]
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+            recs = list(pool.map(lambda c: run(c)[0], cands))
+        wall = time.monotonic() - t0
+        throughput = (len(cands), wall, len(cands) / wall * 60.0,
+                      sum(r.passed for r in recs))
+        print(f"throughput: {len(cands)} candidates in {wall:.1f}s with {args.parallel} VM slots "
+              f"= {throughput[2]:.2f}/min", flush=True)
+
+    _write(rows, stage_times, detected, considered, false_pos, len(library), throughput, args)
+    return 0
+
+
+def _write(rows, stage_times, detected, considered, false_pos, n_library, throughput, args) -> None:
+    lines = [
+        "# Execution Verifier benchmark",
+        "",
+        f"Generated by `bench/verifier.py{' --quick' if args.quick else ''}` on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, "
+        f"Python {platform.python_version()}. Micro-VMs run under TCG (no usable KVM here), "
+        "2 vCPUs each; other work was sharing the 2 host cores, so times are upper bounds.",
+        "",
+        "## Summary",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| detection rate on the broken corpus | {detected}/{considered} "
+        f"({detected / max(considered, 1):.0%}) caught at the expected stage with the expected rule |",
+        f"| false-positive rate on the library | {false_pos}/{n_library} "
+        f"({false_pos / max(n_library, 1):.0%}) good schedulers failed a stage |",
+    ]
+    if throughput:
+        n, wall, per_min, passed = throughput
+        lines.append(f"| candidates per minute through {args.parallel} VM slots | {per_min:.2f} "
+                     f"({n} candidates in {wall:.0f} s, {passed} passed) |")
+    lines += ["", "## Wall time per stage (seconds, over every candidate that reached it)", "",
+              "| stage | n | median | min | max |", "|---|---|---|---|---|"]
+    for name, ts in stage_times.items():
+        if ts:
+            lines.append(f"| {name} | {len(ts)} | {statistics.median(ts):.2f} | {min(ts):.2f} | "
+                         f"{max(ts):.2f} |")
+    lines += ["", "## Per candidate", "",
+              "| set | file | expected stage | expected rule | failed at | error rules | ok | wall s | "
+              "stage times |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        times = ", ".join(f"{k} {v:.1f}" for k, v in r[8].items())
+        lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]} | "
+                     f"{r[7]:.1f} | {times} |")
+    lines += ["", "Stages run cheapest first: build, static (clang AST, no VM), kernel_verifier "
+              "(boot a fresh micro-VM and load), dynamic (6 s stress/starvation suite in the same "
+              "VM; the performance A/B is skipped here and measured by `schedcp bench`). A fresh "
+              "VM per candidate is deliberate: a broken scheduler can wedge a kernel.", ""]
+    OUT.write_text("\n".join(lines))
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""End to end in a real micro-VM: a good scheduler passes all four stages and
+gets a token that verifies; a kernel-verifier rejection and a starving
+scheduler fail at their stages. One VM serves all candidates (each unloads)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from schedcp import tokens
+from services.verifier.domain import Candidate, StageStatus
+from services.verifier.dynamic import WorkloadABRunner
+from services.verifier.pipeline import VerdictCache, VerificationPipeline
+from services.verifier.verifier import ExecutionVerifier
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def shared_node(kernel):
+    from schedcp.substrate.nodes import boot_vm_node
+
+    with boot_vm_node(kernel=kernel) as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
+def verifier(kernel, shared_node, tmp_path_factory):
+    from schedcp.substrate.build import BPF_INCLUDE_DIR, BpfBuilder
+    from services.verifier.stages import (
+        BuildStage,
+        DynamicStage,
+        KernelVerifierStage,
+        StaticStage,
+        SuiteConfig,
+    )
+
+    d = tmp_path_factory.mktemp("verifier")
+    stages = {
+        "build": BuildStage(builder=BpfBuilder(btf=kernel.vmlinux)),
+        "static": StaticStage(project_include_dirs=[BPF_INCLUDE_DIR]),
+        "kernel_verifier": KernelVerifierStage(nodes=lambda: contextlib.nullcontext(shared_node)),
+        "dynamic": DynamicStage(suite=SuiteConfig(duration_s=4.0, max_wait_s=2.0),
+                                performance=WorkloadABRunner(repetitions=1, threshold_pct=50)),
+    }
+    pipe = VerificationPipeline(stages=stages, cache=VerdictCache(d / "cache"), workdir=d / "w")
+    return ExecutionVerifier(pipeline=pipe, keyring=tokens.KeyRing(d / "keys"))
+
+
+def _cand(path: Path, **kw) -> Candidate:
+    return Candidate(source=path.read_text(), name=path.name.removesuffix(".bpf.c"), **kw)
+
+
+def test_good_scheduler_passes_and_token_verifies(verifier, shared_node):
+    signed = verifier.verify(_cand(ROOT / "bpf" / "wvtime.bpf.c", workload="CPU_THROUGHPUT"))
+    rec = signed.record
+    assert rec.passed, [s.to_dict() for s in rec.stages]
+    assert [s.status for s in rec.stages] == [StageStatus.PASSED] * 4
+    suite = rec.stages[3].details["suite"]
+    assert suite["sched_ext_start"] == "enabled" and suite["sched_ext_left_enabled"] is True
+    assert all(t["completed"] for t in suite["tasks"])
+    assert rec.performance is not None and rec.performance.metrics
+    claims = tokens.verify_token(
+        signed.token, trusted_keys=verifier.keyring.trusted_keys(),
+        artifact_bytes=Path(rec.object_path).read_bytes(), config_digest=rec.config_digest,
+        node="any-node", seen_nonce=tokens.NonceLedger().seen)
+    assert claims.verdict_id == rec.verdict_id
+    assert shared_node.state().sched_ext_state == "disabled"  # unloaded afterwards
+
+
+def test_verifier_rejection_is_summarised(verifier):
+    rec = verifier.verify(_cand(ROOT / "tests/corpus/broken/verifier_null_deref.bpf.c")).record
+    st = {s.name: s for s in rec.stages}
+    assert st["kernel_verifier"].status is StageStatus.FAILED
+    assert st["dynamic"].status is StageStatus.SKIPPED
+    f = st["kernel_verifier"].findings[0]
+    assert f.rule == "verifier-reject" and "map_value_or_null" in f.message and f.line == 18
+
+
+def test_starving_scheduler_fails_dynamic(verifier):
+    signed = verifier.verify(_cand(ROOT / "tests/corpus/broken/dyn_strict_nr_queued.bpf.c"))
+    rec = signed.record
+    st = {s.name: s for s in rec.stages}
+    assert st["kernel_verifier"].status is StageStatus.PASSED
+    assert st["dynamic"].status is StageStatus.FAILED
+    assert "starvation" in {f.rule for f in st["dynamic"].findings}
+    assert signed.token is None
