@@ -214,6 +214,7 @@ class VmNode:
         self._servers: list[asyncio.AbstractServer] = []
         self._ctl_w: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._lifetime_task: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._ends: dict[int, asyncio.Event] = {}
@@ -340,7 +341,8 @@ class VmNode:
         os.close(qlog)
         self._track(self._qemu.pid)
         self._tasks.append(asyncio.create_task(self._watch_qemu()))
-        self._tasks.append(asyncio.create_task(self._lifetime_guard()))
+        self._lifetime_task = asyncio.create_task(self._lifetime_guard(self.lifetime))
+        self._tasks.append(self._lifetime_task)
 
         boot_timeout = self.boot_timeout or (120.0 if self.accel.name == "tcg" else 60.0)
         try:
@@ -407,9 +409,19 @@ class VmNode:
         for ev in self._ends.values():
             ev.set()
 
-    async def _lifetime_guard(self) -> None:
-        await asyncio.sleep(self.lifetime)
+    async def _lifetime_guard(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
         await self._kill(f"hard lifetime of {self.lifetime:.0f}s reached")
+
+    def set_lifetime(self, seconds: float) -> None:
+        """Re-arm the hard limit: the VM is killed ``seconds`` from now."""
+        if self._closed or self._qemu is None:
+            raise VmError(f"VM {self.name} is not running")
+        if self._lifetime_task is not None:
+            self._lifetime_task.cancel()
+        self.lifetime = seconds
+        self._lifetime_task = asyncio.create_task(self._lifetime_guard(seconds))
+        self._tasks.append(self._lifetime_task)
 
     async def _read_control(self, reader: asyncio.StreamReader) -> None:
         while True:
