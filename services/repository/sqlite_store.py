@@ -378,8 +378,16 @@ class SqliteStore:
         All-or-nothing: one invalid or conflicting policy stores none of them.
         """
         normalised = [normalise_policy(p, limits=self._limits) for p in policies]
-        fresh = [(p, content_digest(p)) for p in normalised]
-        fresh = [(p, d) for p, d in fresh if self._existing_same(p, d) is None]
+        conn = self._conn()
+        fresh = []
+        for p in normalised:
+            digest = content_digest(p)
+            row = conn.execute("SELECT content_digest FROM policies WHERE name = ? AND version = ?",
+                               (p.name, p.version)).fetchone()
+            # Identical content is skipped here; a conflict is left to the
+            # transaction below, which refuses it and rolls back the batch.
+            if row is None or row[0] != digest:
+                fresh.append((p, digest))
         if not fresh:
             return 0
         texts = [document_text(p) for p, _ in fresh]
