@@ -1,0 +1,195 @@
+"""The local control plane started by ``schedcp up``: nats-server + six services.
+
+State lives in ``<data dir>/run/stack.json`` so ``down`` stops exactly what
+``up`` started (each pid is checked against its recorded command line before
+it is signalled, so a recycled pid is never touched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from schedcp import natsserver, settings
+from schedcp.errors import SchedcpError
+from schedcp.rpc import check_health
+
+#: Start order; ``down`` stops in reverse. The repository comes first because
+#: the planner searches it, the verifier before the executor that trusts it.
+START_ORDER = ("repository", "learner", "verifier", "executor", "planner", "observer")
+
+
+@dataclass
+class Proc:
+    name: str
+    pid: int
+    cmdline_marker: str
+    log: str
+    address: str = ""
+
+
+@dataclass
+class StackState:
+    data_dir: str
+    nats_url: str
+    started_at: float
+    processes: list[Proc] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> StackState | None:
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise SchedcpError(f"{path} is unreadable: {exc}", hint=f"remove {path} if no stack is running") from exc
+        procs = [Proc(**p) for p in raw.pop("processes", [])]
+        return cls(processes=procs, **raw)
+
+
+def state_path(data_dir: Path) -> Path:
+    return data_dir / "run" / "stack.json"
+
+
+def process_matches(proc: Proc) -> bool:
+    """True when ``proc.pid`` is alive and still runs the command we started."""
+    try:
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return proc.cmdline_marker in cmdline
+
+
+Progress = Callable[[str], None]
+
+
+def _stop_pid(proc: Proc, timeout: float, progress: Progress) -> None:
+    if not process_matches(proc):
+        return
+    progress(f"stopping {proc.name} (pid {proc.pid})")
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process_matches(proc):
+        time.sleep(0.1)
+    if process_matches(proc):
+        progress(f"{proc.name} did not stop within {timeout:.0f}s; killing it")
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stop_stack(state: StackState, *, progress: Progress, timeout: float = 25.0) -> None:
+    for proc in reversed(state.processes):
+        _stop_pid(proc, timeout, progress)
+
+
+def _service_env(base: dict[str, str], nats_url: str, data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env["SCHEDCP_NATS_URL"] = nats_url
+    env["SCHEDCP_DATA_DIR"] = str(data_dir)
+    env.setdefault("SCHEDCP_LOG_FORMAT", "json")
+    env.update(extra)
+    return env
+
+
+def start_stack(*, data_dir: Path, nats_port: int, progress: Progress, extra_env: dict[str, str] | None = None,
+                services: tuple[str, ...] = START_ORDER, health_timeout: float = 90.0) -> StackState:
+    """Start nats-server and the services; on any failure stop what was started and raise."""
+    path = state_path(data_dir)
+    existing = StackState.load(path)
+    if existing and any(process_matches(p) for p in existing.processes):
+        raise SchedcpError(f"a schedcp stack is already running from {data_dir}",
+                           hint="`schedcp status` shows it; `schedcp down` stops it")
+    extra_env = dict(extra_env or {})
+    env0 = dict(os.environ)
+    env0.update(extra_env)
+    addresses = {svc: settings.service_address(svc, env0) for svc in services}
+    busy = []
+    if not natsserver.port_is_free("127.0.0.1", nats_port):
+        busy.append(f"NATS port {nats_port} (set SCHEDCP_NATS_PORT)")
+    for svc, addr in addresses.items():
+        host, _, port = addr.rpartition(":")
+        if not natsserver.port_is_free(host, int(port)):
+            busy.append(f"{svc} port {addr} (set SCHEDCP_{svc.upper()}_ADDR)")
+    if busy:
+        raise SchedcpError("cannot start: these ports are already in use: " + "; ".join(busy),
+                           hint="stop whatever holds them (`schedcp down` if it is an old stack) or choose other ports")
+    natsserver.find_nats_server()  # fails early and clearly when missing
+
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    state = StackState(data_dir=str(data_dir), nats_url="", started_at=time.time(), env=extra_env)
+    try:
+        progress(f"starting nats-server (JetStream, data in {data_dir / 'nats'})")
+        nats = natsserver.start_nats_server(store_dir=data_dir / "nats", port=nats_port,
+                                            log_path=logs / "nats-server.log", detach=True)
+        state.nats_url = nats.url
+        state.processes.append(Proc("nats-server", nats.process.pid, str(data_dir / "nats"),
+                                    str(logs / "nats-server.log"), nats.url))
+        state.save(path)
+        env = _service_env(env0, nats.url, data_dir, extra_env)
+        for svc in services:
+            log_path = logs / f"{svc}.log"
+            progress(f"starting {svc} on {addresses[svc]}")
+            with open(log_path, "ab") as log_file:
+                proc = subprocess.Popen([sys.executable, "-m", f"services.{svc}"], env=env,
+                                        stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                        start_new_session=True, cwd=str(settings.REPO_ROOT))
+            state.processes.append(Proc(svc, proc.pid, f"services.{svc}", str(log_path), addresses[svc]))
+            state.save(path)
+        asyncio.run(_wait_healthy(state, progress, health_timeout))
+    except BaseException:
+        progress("start-up failed; stopping what was started")
+        stop_stack(state, progress=progress, timeout=10)
+        path.unlink(missing_ok=True)
+        raise
+    return state
+
+
+async def _wait_healthy(state: StackState, progress: Progress, limit_s: float) -> None:
+    pending = {p.name: p for p in state.processes if p.name != "nats-server"}
+    deadline = time.monotonic() + limit_s
+    while pending:
+        for name, proc in list(pending.items()):
+            if not process_matches(proc):
+                tail = _tail(Path(proc.log))
+                raise SchedcpError(f"{name} exited during start-up; last log lines:\n{tail}",
+                                   hint=f"full log: {proc.log}")
+            if await check_health(proc.address, deadline_s=1.0):
+                progress(f"{name} healthy ({len(state.processes) - 1 - len(pending) + 1}/{len(state.processes) - 1})")
+                del pending[name]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(pending)
+            raise SchedcpError(f"not healthy after {limit_s:.0f}s: {names}",
+                               hint=f"see the logs in {Path(state.data_dir) / 'logs'}")
+        await asyncio.sleep(0.3)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
