@@ -83,21 +83,32 @@ def classify(f: profile_pb2.WorkloadFeatures) -> Classification:
     frequent_wake = ramp(wake_rate, 30.0, 300.0)
     short_burst = 1.0 - ramp(burst_us, 3000.0, 30000.0)
     mixed_cpu = 1.0 - abs(f.short_task_cpu_fraction - 0.5) * 2  # both long and short tasks matter
+    # Many more threads than CPUs, passing messages and together wanting more
+    # than the node has: a messaging throughput workload (hackbench), not a
+    # server, whose pool is sized near the CPU count or mostly waits for requests.
+    ncpu = max(1, f.node_cpus)
+    saturating = ramp(threads / ncpu, 8.0, 20.0) * ramp(demand / ncpu, 0.5, 1.0)
 
     scores = {
-        "PARALLEL_BUILD": busy * _mean(churn, short_life, exec_div, short_cpu),
+        # Long-lived CPU hogs among short jobs of the same program(s) mean batch, not build.
+        "PARALLEL_BUILD": busy * _mean(churn, short_life, exec_div, short_cpu)
+        * (1.0 - 0.5 * hogs * (1.0 - exec_div)),
         "BATCH_LONG_TAIL": busy * _mean(ramp(births, 0.5, 5.0), hogs, max(mixed_cpu, 0.0),
-                                        1.0 - 0.7 * exec_div) * (1.0 - 0.5 * interactive),
+                                        1.0 - 0.7 * exec_div)
+        * (1.0 - 0.5 * interactive * (1.0 - ramp(births, 0.5, 5.0))),
         "CPU_THROUGHPUT": busy * _mean(hogs, hog_share, 1.0 - churn, 1.0 - short_burst)
         * (1.0 - 0.6 * interactive)
         # CPU going to tasks born in the window means jobs, not a fixed worker set.
         * (1.0 - 0.7 * ramp(f.short_task_cpu_fraction, 0.05, 0.3)),
         # A server may use little CPU: being woken often is what makes it active.
         "LATENCY_SERVER": ramp(wake_rate, 20.0, 200.0) * _mean(short_burst, 1.0 - hogs, 1.0 - hog_share)
-        * (1.0 - 0.8 * churn),
+        * (1.0 - 0.8 * churn) * (1.0 - 0.8 * saturating),
+        # Hogs here are long-lived background work, not a stream of short jobs.
         "INTERACTIVE_BACKGROUND": min(hogs, interactive) * _mean(busy, frequent_wake, 1.0)
-        * (1.0 - 0.8 * churn),
+        * (1.0 - 0.8 * churn) * (1.0 - 0.8 * short_cpu),
     }
+    scores["CPU_THROUGHPUT"] = max(scores["CPU_THROUGHPUT"],
+                                   busy * saturating * frequent_wake * (1.0 - churn))
     ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
     (best, best_score), (_, second_score) = ranked[0], ranked[1]
     reasons = _reasons(best, f, util, births, p50_ms, completed, burst_us)
@@ -119,6 +130,7 @@ def _reasons(best: str, f: profile_pb2.WorkloadFeatures, util: float, births: fl
         "BATCH_LONG_TAIL": [f"cpu_bound_threads={f.cpu_bound_threads}", f"task_births_per_s={births:.1f}",
                             f"short_task_cpu_fraction={f.short_task_cpu_fraction:.2f}"],
         "CPU_THROUGHPUT": [f"cpu_bound_threads={f.cpu_bound_threads} of {f.thread_count}",
+                           f"threads_per_cpu={f.thread_count / max(1, f.node_cpus):.1f}",
                            f"task_births_per_s={births:.1f}", f"run_burst_us_mean={burst_us:.0f}"],
         "LATENCY_SERVER": [f"voluntary_ctx_switches_per_s={f.voluntary_ctx_switches_per_s:.0f}",
                            f"run_burst_us_mean={burst_us:.0f}", f"cpu_bound_threads={f.cpu_bound_threads}"],

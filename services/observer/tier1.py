@@ -460,6 +460,7 @@ class Tier1Sampler:
         comms: dict[str, float] = {}
         max_threads = max_procs = 0
         polls = 0
+        empty_polls = 0
         start = time.monotonic()
         boot_offset = time.clock_gettime(time.CLOCK_BOOTTIME) - start
         deadline = start + window
@@ -500,7 +501,11 @@ class Tier1Sampler:
             cost = now - t_poll
             # Keep the sampler's own CPU share near the budget on big trees.
             interval = max(self._poll, cost / self._budget if self._budget > 0 else self._poll)
-            if now >= deadline or (stop is not None and stop()) or (polls > 1 and not seen and target.pid is not None):
+            # The tree is gone once two polls in a row find nothing (one empty
+            # read can be a transient race, e.g. during exec).
+            empty_polls = empty_polls + 1 if not seen else 0
+            if now >= deadline or (stop is not None and stop()) or (
+                    target.pid is not None and empty_polls >= 2):
                 break
             self._sleep(max(0.0, min(interval - cost, deadline - now)))
         end = time.monotonic()
