@@ -31,6 +31,7 @@ from schedcp.digests import sha256_digest
 from .embeddings import Embedder
 from .store import (
     DEFAULT_LIMITS,
+    TEXT_WEIGHTS,
     Antipattern,
     Finding,
     InvalidPolicy,
@@ -59,6 +60,7 @@ from .store import (
     query_terms,
     rank_score,
     relevant_records,
+    source_passages,
     tunable_to_json,
     validate_antipattern,
     validate_name,
@@ -171,13 +173,14 @@ class _VectorIndex:
         self._dim = dimension
         self._matrix = np.zeros((0, dimension), dtype=np.float32)
         self._seqs = np.zeros(0, dtype=np.int64)
+        self._weights = np.zeros(0, dtype=np.float32)
         self._size = 0
         self._last_id = 0
 
-    def refresh(self, conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray]:
-        """Load rows other writers (or this one) added; return (matrix, seqs) views."""
+    def refresh(self, conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Load rows other writers (or this one) added; return (matrix, seqs, weights) views."""
         with self._lock:
-            rows = conn.execute("SELECT id, policy_seq, vector FROM vectors WHERE id > ? ORDER BY id",
+            rows = conn.execute("SELECT id, policy_seq, vector, kind FROM vectors WHERE id > ? ORDER BY id",
                                 (self._last_id,)).fetchall()
             if rows:
                 need = self._size + len(rows)
@@ -187,13 +190,17 @@ class _VectorIndex:
                     grown[: self._size] = self._matrix[: self._size]
                     seqs = np.zeros(cap, dtype=np.int64)
                     seqs[: self._size] = self._seqs[: self._size]
-                    self._matrix, self._seqs = grown, seqs
+                    weights = np.zeros(cap, dtype=np.float32)
+                    weights[: self._size] = self._weights[: self._size]
+                    self._matrix, self._seqs, self._weights = grown, seqs, weights
                 block = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
                 self._matrix[self._size:need] = block.reshape(len(rows), self._dim)
                 self._seqs[self._size:need] = [r[1] for r in rows]
+                self._weights[self._size:need] = [TEXT_WEIGHTS.get(r[3], 1.0) for r in rows]
                 self._size = need
                 self._last_id = rows[-1][0]
-            return self._matrix[: self._size], self._seqs[: self._size]
+            n = self._size
+            return self._matrix[:n], self._seqs[:n], self._weights[:n]
 
     @property
     def size(self) -> int:
@@ -365,11 +372,11 @@ class SqliteStore:
         if existing is not None:
             return existing
         # Embedding is the slow part: do it before taking the write lock.
-        text = document_text(policy)
-        vector = self._embedder.embed([text])[0]
+        texts = [document_text(policy), *source_passages(policy.source)]
+        vectors = self._embedder.embed(texts)
         created = now()
         with self._write() as conn:
-            self._insert_policy(conn, policy, digest, text, vector, status, created.isoformat())
+            self._insert_policy(conn, policy, digest, texts, vectors, status, created.isoformat())
         return self.get(policy.name, policy.version)
 
     def put_many(self, policies: Sequence[Policy], *, status: PolicyStatus = PolicyStatus.CANDIDATE) -> int:
@@ -390,17 +397,21 @@ class SqliteStore:
                 fresh.append((p, digest))
         if not fresh:
             return 0
-        texts = [document_text(p) for p, _ in fresh]
-        vectors = self._embedder.embed(texts)
+        texts = [[document_text(p), *source_passages(p.source)] for p, _ in fresh]
+        # One embedding call for the whole batch: that is where the time goes.
+        flat = self._embedder.embed([t for group in texts for t in group])
         created = now().isoformat()
         stored = 0
+        offset = 0
         with self._write() as conn:
-            for (policy, digest), text, vector in zip(fresh, texts, vectors, strict=True):
-                stored += self._insert_policy(conn, policy, digest, text, vector, status, created)
+            for (policy, digest), group in zip(fresh, texts, strict=True):
+                vectors = flat[offset:offset + len(group)]
+                offset += len(group)
+                stored += self._insert_policy(conn, policy, digest, group, vectors, status, created)
         return stored
 
-    def _insert_policy(self, conn: sqlite3.Connection, policy: Policy, digest: str, text: str,
-                       vector: np.ndarray, status: PolicyStatus, created: str) -> bool:
+    def _insert_policy(self, conn: sqlite3.Connection, policy: Policy, digest: str, texts: list[str],
+                       vectors: np.ndarray, status: PolicyStatus, created: str) -> bool:
         """Insert one version inside the caller's transaction; False if identical content is there."""
         row = conn.execute("SELECT content_digest FROM policies WHERE name = ? AND version = ?",
                            (policy.name, policy.version)).fetchone()
@@ -427,7 +438,10 @@ class SqliteStore:
         conn.execute("INSERT INTO policies_fts (rowid, name, description, tags, workloads) VALUES (?, ?, ?, ?, ?)",
                      (seq, policy.name, md.description, " ".join(md.tags),
                       " ".join(WorkloadClass(c).name.lower() for c in md.target_workloads)))
-        self._insert_vector(conn, seq, "policy", text, vector)
+        # Row 0 is the description document; the rest are header-comment passages.
+        self._insert_vector(conn, seq, "policy", texts[0], vectors[0])
+        for text, vector in zip(texts[1:], vectors[1:], strict=True):
+            self._insert_vector(conn, seq, "source", text, vector)
         conn.execute("INSERT INTO status_changes (policy_seq, from_status, to_status, reason, at)"
                      " VALUES (?, NULL, ?, ?, ?)", (seq, int(status), "stored", created))
         return True
@@ -599,13 +613,16 @@ class SqliteStore:
         query = validate_query(query)
         qvec = self._embedder.embed([query.text])[0] if query.text.strip() else None
         conn = self._conn()
-        matrix, seqs = self._index.refresh(conn)
+        matrix, seqs, weights = self._index.refresh(conn)
         allowed = self._allowed_seqs(conn, query)
         if not allowed.size or not seqs.size:
             return []
         mask = np.isin(seqs, allowed)
         cand_seqs = seqs[mask]
-        sims = matrix[mask] @ qvec if qvec is not None else np.zeros(len(cand_seqs), dtype=np.float32)
+        if qvec is not None:
+            sims = (matrix[mask] @ qvec) * weights[mask]
+        else:
+            sims = np.zeros(len(cand_seqs), dtype=np.float32)
         # Best row per policy (a policy has its description vector plus any
         # workload texts it served well), then the top few by similarity.
         order = np.argsort(-sims, kind="stable")

@@ -571,6 +571,31 @@ def document_text(policy: Policy) -> str:
     return " ".join(parts)
 
 
+_BLOCK_COMMENT = re.compile(r"/\*(.*?)\*/", re.S)
+MAX_PASSAGES = 6
+#: Similarity weight of each kind of embedded text. Header-comment passages
+#: are discounted: they also describe what a scheduler does *not* do ("no
+#: priorities, no weights"), which an embedding reads as topical overlap.
+TEXT_WEIGHTS = {"policy": 1.0, "workload": 1.0, "source": 0.9}
+
+
+def source_passages(source: str) -> list[str]:
+    """Paragraphs of the scheduler's header comment (design, trade-offs, where it fits).
+
+    The house style puts a scheduler's design in its first comment; embedding
+    those paragraphs separately lets a query match "where it fits" even when
+    the one-line description is terse. Licence-only comments are skipped.
+    """
+    for match in _BLOCK_COMMENT.finditer(source[:20000]):
+        lines = [re.sub(r"^\s*\*? ?", "", line).rstrip() for line in match.group(1).splitlines()]
+        body = "\n".join(lines).strip()
+        if not body or body.startswith("SPDX-License-Identifier"):
+            continue
+        paragraphs = [" ".join(par.split()) for par in re.split(r"\n\s*\n", body)]
+        return [par[:1000] for par in paragraphs if len(par) >= 40][:MAX_PASSAGES]
+    return []
+
+
 def keyword_text(policy: Policy) -> str:
     """The text keyword filters and keyword scoring look at."""
     md = policy.metadata

@@ -41,6 +41,7 @@ from schedcp.errors import Unavailable
 from .embeddings import Embedder
 from .store import (
     DEFAULT_LIMITS,
+    TEXT_WEIGHTS,
     Antipattern,
     Finding,
     Limits,
@@ -68,6 +69,7 @@ from .store import (
     query_terms,
     rank_score,
     relevant_records,
+    source_passages,
     tunable_to_json,
     validate_antipattern,
     validate_name,
@@ -97,7 +99,7 @@ class WeaviateStore:
         self._embedder = embedder
         self._limits = limits
         self._names = {k: f"{prefix}{k}" for k in
-                       ("Policy", "Workload", "Performance", "StatusChange", "Antipattern", "Event", "Meta")}
+                       ("Policy", "Passage", "Performance", "StatusChange", "Antipattern", "Event", "Meta")}
         self._ensure_schema()
         self._c = {k: client.collections.get(v) for k, v in self._names.items()}
         self._check_meta()
@@ -155,7 +157,7 @@ class WeaviateStore:
                         Property(name="created_at", data_type=DataType.DATE),
                         Property(name="keyword_text", data_type=DataType.TEXT, tokenization=Tokenization.WORD)],
                        True),
-            "Workload": ([field("policy_ref"), blob("text")], True),
+            "Passage": ([field("policy_ref"), field("kind"), blob("text")], True),
             "Performance": ([field("policy_ref"), Property(name="workload_class", data_type=DataType.INT),
                              field("metric"), Property(name="ratio", data_type=DataType.NUMBER),
                              Property(name="success", data_type=DataType.BOOL), field("config_digest"),
@@ -304,8 +306,8 @@ class WeaviateStore:
         uid = _uid("policy", policy.ref)
         existing = self._c["Policy"].query.fetch_object_by_id(uid, return_properties=["content_digest"])
         if existing is None:
-            text = document_text(policy)
-            vector = self._embedder.embed([text])[0]
+            passages = source_passages(policy.source)
+            vectors = self._embedder.embed([document_text(policy), *passages])
             md = policy.metadata
             created = now()
             props = {
@@ -317,7 +319,10 @@ class WeaviateStore:
                 "parent": policy.parent, "patch": policy.patch, "status": int(status), "created_at": created,
                 "keyword_text": keyword_text(policy),
             }
-            if self._insert(self._c["Policy"], props, uid, vector):
+            if self._insert(self._c["Policy"], props, uid, vectors[0]):
+                for text, vec in zip(passages, vectors[1:], strict=True):
+                    self._insert(self._c["Passage"], {"policy_ref": policy.ref, "kind": "source", "text": text},
+                                 _uid("passage", f"{policy.ref}:{sha256_digest(text.encode())}"), vec)
                 self._insert(self._c["StatusChange"],
                              {"policy_ref": policy.ref, "from_status": -1, "to_status": int(status),
                               "reason": "stored", "at": created}, _uid("status", f"{policy.ref}:stored"))
@@ -360,7 +365,7 @@ class WeaviateStore:
             workload_text = workload_text.strip()[: self._limits.max_workload_text_chars]
             if workload_text and record.success and record.ratio > 1.0:
                 vector = self._embedder.embed([workload_text])[0]
-                self._insert(self._c["Workload"], {"policy_ref": ref, "text": workload_text},
+                self._insert(self._c["Passage"], {"policy_ref": ref, "kind": "workload", "text": workload_text},
                              _uid("workload", f"{ref}:{sha256_digest(workload_text.encode())}"), vector)
             self._claim(event_id, "outcome")
         return self.get(obj.properties["name"], obj.properties["version"])
@@ -508,13 +513,16 @@ class WeaviateStore:
                 ref = o.properties["ref"]
                 best[ref] = 1.0 - float(o.metadata.distance)
                 props[ref] = o.properties
-            # Workload texts a policy served well count as extra descriptions of it.
-            wres = self._c["Workload"].query.near_vector(near_vector=qvec, limit=pool,
-                                                         return_metadata=MetadataQuery(distance=True))
-            extra = {}
+            # Header-comment passages and workload texts a policy served well
+            # count as extra descriptions of it (weighted as in the embedded store).
+            wres = self._c["Passage"].query.near_vector(near_vector=qvec, limit=pool,
+                                                        return_metadata=MetadataQuery(distance=True),
+                                                        return_properties=["policy_ref", "kind"])
+            extra: dict[str, float] = {}
             for o in wres.objects:
                 ref = o.properties["policy_ref"]
-                extra[ref] = max(extra.get(ref, -1.0), 1.0 - float(o.metadata.distance))
+                sim = (1.0 - float(o.metadata.distance)) * TEXT_WEIGHTS.get(o.properties["kind"], 1.0)
+                extra[ref] = max(extra.get(ref, -1.0), sim)
             missing = [r for r in extra if r not in props]
             if missing:
                 for o in self._fetch_all("Policy", Filter.all_of([filters, Filter.by_property("ref")
