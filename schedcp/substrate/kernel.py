@@ -616,7 +616,7 @@ class KernelCache:
         age = apt.lists_age()
         if refresh or age is None or age > 6 * 3600:
             t0 = time.monotonic()
-            self.progress(f"updating package lists for {', '.join(sel.suites)} from {self.mirror}")
+            self.progress(f"updating package lists for {', '.join(apt.suites)} from {self.mirror}")
             apt.update()
             self.progress(f"package lists ready in {time.monotonic() - t0:.1f}s")
         cands = apt.candidates(sel)

@@ -363,6 +363,9 @@ class VmNode:
         self.guest_info = info
         self.timings["boot_s"] = time.monotonic() - t_spawn
         self.timings["guest_uptime_at_ready_s"] = float(info.get("uptime_s", 0.0))
+        if info.get("init_uptime_s") is not None:
+            # kernel boot + init mounts, before the agent's python starts
+            self.timings["guest_uptime_at_init_s"] = float(info["init_uptime_s"])
         self.timings["ready_s"] = time.monotonic() - t0
 
     def _track(self, pid: int) -> None:

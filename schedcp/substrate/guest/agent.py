@@ -173,8 +173,13 @@ class Agent:
 
     def serve(self) -> None:
         threading.Thread(target=self.forward_results, daemon=True).start()
-        self.send({"event": "ready", "uptime_s": _uptime(), "kernel": os.uname().release,
-                   "python": sys.version.split()[0]})
+        try:
+            with open(RUN + "/init_uptime") as fh:
+                init_uptime = float(fh.read())
+        except (OSError, ValueError):
+            init_uptime = None
+        self.send({"event": "ready", "uptime_s": _uptime(), "init_uptime_s": init_uptime,
+                   "kernel": os.uname().release, "python": sys.version.split()[0]})
         buf = b""
         while True:
             chunk = self.ctl.read(65536)

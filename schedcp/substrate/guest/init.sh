@@ -47,6 +47,7 @@ cp -a /schedcp/. /host/run/schedcp/
 hostname schedcp-vm
 
 PY=$(cat /schedcp/python)
+cut -d' ' -f1 /proc/uptime > /host/run/schedcp/init_uptime
 say "ready for agent ($PY)"
 HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   chroot /host "$PY" -I -S /run/schedcp/agent.py
