@@ -34,6 +34,8 @@ class VerifierSummary:
     source_line: int = 0
     source_text: str = ""
     source_file: str = ""
+    #: The kernel's own advice, printed after the reason by newer kernels.
+    explanation: str = ""
 
     def message(self) -> str:
         parts = [f"kernel verifier rejected{f' {self.program}' if self.program else ''}: "
@@ -45,8 +47,11 @@ class VerifierSummary:
         return "".join(parts)
 
     def to_finding(self) -> Finding:
+        hint = _hint_for(self.reason)
+        if self.explanation:
+            hint = f"{self.explanation} ({hint})"
         return Finding(Severity.ERROR, "verifier-reject", self.message(), self.source_line,
-                       _hint_for(self.reason), self.source_file)
+                       hint, self.source_file)
 
 
 _HINTS = (
@@ -70,6 +75,22 @@ def _hint_for(reason: str) -> str:
         if re.search(pat, reason):
             return hint
     return "read the verifier log tail for the register state at the failing instruction"
+
+
+def _report_sections(lines: list[str]) -> dict[str, str]:
+    """The ``Reason:`` / ``Suggestion:`` blocks of a 7.x verifier report."""
+    out: dict[str, str] = {}
+    current = None
+    for ln in lines:
+        head = ln.strip()
+        if head in ("Reason:", "Suggestion:"):
+            current = head[:-1]
+            out[current] = ""
+        elif current and ln.startswith("  ") and head:
+            out[current] = (out[current] + " " + head).strip()
+        else:
+            current = None
+    return out
 
 
 def summarize(log: str) -> VerifierSummary:
@@ -99,32 +120,48 @@ def summarize(log: str) -> VerifierSummary:
             end = i
             break
     body = body[:end]
-    reason = ""
-    reason_idx = -1
+    # The failing instruction is the last one printed; the lines after it
+    # (other than register states and source comments) are the kernel's
+    # reason, which newer kernels follow with an explanation sentence.
+    last_insn = -1
     for i in range(len(body) - 1, -1, -1):
-        ln = body[i].strip()
-        if not ln or ln.startswith("libbpf:") or _SRC.match(ln) or _STATE.match(ln):
-            continue
-        reason, reason_idx = ln, i
-        break
+        if _INSN.match(body[i].strip()):
+            last_insn = i
+            break
+    after = []
+    for ln in body[last_insn + 1:]:
+        t = ln.strip()
+        if not t:
+            break  # newer kernels follow with a blank line and a structured report
+        if not t.startswith("libbpf:") and not _SRC.match(t) and not _STATE.match(t):
+            after.append(t)
+    if not after:  # e.g. an error printed before any instruction
+        after = [ln.strip() for ln in body if ln.strip() and not ln.strip().startswith("libbpf:")
+                 and not _SRC.match(ln.strip()) and not _STATE.match(ln.strip())][-1:]
+    reason = after[0] if after else ""
+    explanation = " ".join(after[1:3])
+    report = _report_sections(body)
+    if report:
+        explanation = " ".join(x for x in (report.get("Reason"), report.get("Suggestion")) if x)
     insn = None
     instruction = ""
     src_text, src_file, src_line = "", "", 0
-    for j in range(reason_idx - 1 if reason_idx >= 0 else len(body) - 1, -1, -1):
-        m = _INSN.match(body[j].strip())
-        if m and insn is None:
-            insn, instruction = int(m["idx"]), m["text"].strip()
-            continue
-        s = _SRC.match(body[j].strip())
-        if s and insn is not None:
-            src_text = s["text"].strip()
-            if s["line"]:
-                src_file, src_line = s["file"], int(s["line"])
-            break
+    if last_insn >= 0:
+        m = _INSN.match(body[last_insn].strip())
+        assert m is not None
+        insn, instruction = int(m["idx"]), m["text"].strip()
+        for j in range(last_insn - 1, -1, -1):
+            s = _SRC.match(body[j].strip())
+            if s:
+                src_text = s["text"].strip()
+                if s["line"]:
+                    src_file, src_line = s["file"], int(s["line"])
+                break
     if not reason:
         tail = [ln.strip() for ln in lines if ln.strip()]
         reason = next((ln.removeprefix("libbpf: ") for ln in reversed(tail)
                        if "failed" in ln or "error" in ln.lower()), tail[-1] if tail else
                       "the kernel refused the program without a log")
     return VerifierSummary(reason=reason, program=program, insn=insn, instruction=instruction,
-                           source_line=src_line, source_text=src_text, source_file=src_file)
+                           source_line=src_line, source_text=src_text, source_file=src_file,
+                           explanation=explanation)

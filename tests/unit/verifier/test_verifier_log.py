@@ -64,3 +64,16 @@ processed 40 insns (limit 1000000)
 
 def test_empty_log_has_a_reason():
     assert summarize("").reason
+
+
+def test_real_7x_log_with_structured_report():
+    from pathlib import Path
+
+    log = (Path(__file__).parent / "data" / "null_deref_7x.log").read_text()
+    s = summarize(log)
+    assert s.program == "vnd_enqueue"
+    assert s.reason == "R0 invalid mem access 'map_value_or_null'"
+    assert (s.insn, s.instruction) == (9, "r1 = *(u64 *)(r0 +0)")
+    assert s.source_line == 18 and s.source_file == "verifier_null_deref.bpf.c"
+    assert "may be NULL" in s.explanation and "Add a NULL check" in s.explanation
+    assert "Add a NULL check" in s.to_finding().hint
