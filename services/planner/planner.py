@@ -220,7 +220,17 @@ def decide(
             reasons.append(f"skip {policy.name}: {blocked[policy.name]} antipatterns on this class")
             continue
         wins = [w for w in _wins(policy, cls) if w[0] >= settings.reuse_min_ratio]
-        if hit.historical_ratio > 0 and math.isfinite(hit.historical_ratio):
+        # Evidence on *this* class only: the policy's own records when the hit
+        # carries them, else the repository's class-scoped mean.
+        own = [
+            r.ratio
+            for r in policy.history
+            if r.workload_class == cls and r.success and math.isfinite(r.ratio)
+        ]
+        if own:
+            expected, confidence = sum(own) / len(own), 0.7
+            why = f"history ratio {expected:.2f} over {len(own)} records"
+        elif hit.historical_ratio > 0 and math.isfinite(hit.historical_ratio):
             expected, confidence = hit.historical_ratio, 0.7
             why = f"history ratio {hit.historical_ratio:.2f}"
         elif cls in policy.metadata.target_workloads:
@@ -701,7 +711,11 @@ class Planner:
                 wider = await self.repository.search(
                     query, workload_classes=[], limit=self.settings.search_limit
                 )
-                hits = list(hits) + [h for h in wider if h.policy.name not in names]
+                extra = [h for h in wider if h.policy.name not in names]
+                for h in extra:
+                    # That ratio was averaged over every class, not this one.
+                    h.historical_ratio = 0.0
+                hits = list(hits) + extra
         except SchedcpError as exc:
             log.warning("repository search failed, planning from built-ins: %s", exc)
             return []

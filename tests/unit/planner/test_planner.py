@@ -309,3 +309,13 @@ async def test_non_finite_features_do_not_break_planning(bad):
     p = profile(BUILD, cpu_utilization=bad, runqueue_wait_fraction=bad, wakeups_per_s=bad)
     plans = await Planner(repository=FakeRepository([fifo()]), llm=None, history=None).plan(p)
     assert plans and plans[0].policy.name == "fifo"
+
+
+def test_a_win_on_another_class_is_not_evidence_for_this_one():
+    w = wvtime()
+    win(w, common_pb2.LATENCY_SERVER, 1.5, {"slice_us": 2000, "max_lag_slices": 1})
+    d = decide(
+        profile(BUILD), [_hit(w), _hit(fifo())], [], llm_available=False, settings=PlannerSettings()
+    )
+    assert not d.reuse
+    assert d.options[0].policy.name == "fifo"  # targets the class; wvtime's win was elsewhere
