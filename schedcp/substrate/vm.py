@@ -221,6 +221,7 @@ class VmNode:
         self._records: list[tuple[int | None, Any]] = []  # (end-marker id or None, record)
         self._invalid: list[str] = []
         self._next_id = 1
+        self._runs_in_flight = 0
         self._dead: BaseException | None = None
         self._killed_reason: str | None = None
         self._closed = False
@@ -512,6 +513,9 @@ class VmNode:
                 break
             if marker is None:
                 records.append(rec)
+        if not self._runs_in_flight:
+            # No other run holds an index: a long-lived node need not keep old records.
+            self._records.clear()
         if not reply.get("ok"):
             return CommandResult(argv=list(argv), exit_code=reply.get("exit_code", 127), stdout="",
                                  stderr=str(reply.get("error", "")), records=records)
@@ -577,6 +581,15 @@ class VmNode:
             if proc is not None:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(proc.wait(), 10)
+        # Whoever still waits on the guest learns why it is gone.
+        err = self._death_error()
+        self._dead = self._dead or err
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(err)
+            self._ready.exception()  # mark retrieved: start() reports it its own way
         with _LIVE_LOCK:
             for pgid in self._pgids:
                 _LIVE_PGIDS.discard(pgid)
