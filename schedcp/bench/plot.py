@@ -53,7 +53,9 @@ def plot_result(result: ABResult, path: Path) -> Path:
             ax.set_title(f"{m.metric}\nmedian {m.baseline:.4g} {m.unit}", fontsize=10)
         else:
             colour = BETTER_COLOUR if m.ratio >= 1 else WORSE_COLOUR
-            ax.set_title(f"{m.metric}\n{format_ratio(m.ratio)} vs EEVDF", fontsize=10, color=colour)
+            rng = f"\nrun pairings {m.ratio_min:.2f}..{m.ratio_max:.2f}" \
+                if math.isfinite(m.ratio_min) and math.isfinite(m.ratio_max) else ""
+            ax.set_title(f"{m.metric}\n{format_ratio(m.ratio)} vs EEVDF{rng}", fontsize=10, color=colour)
         ax.grid(axis="y", alpha=0.3)
     tunables = ", ".join(f"{k}={v}" for k, v in sorted(result.tunables.items()))
     if result.baseline_only:
