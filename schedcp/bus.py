@@ -225,14 +225,20 @@ class Bus:
                       connect_timeout: float = 5.0) -> Bus:
         """Connect, and create the stream if it does not exist yet."""
         servers = [u.strip() for u in url.split(",") if u.strip()]
+        nc = NatsClient()
         try:
-            nc = await nats.connect(
+            # Reconnects are unlimited once connected (a NATS restart must
+            # not kill a service), so the first connection needs its own
+            # deadline or an absent server would be retried forever.
+            await asyncio.wait_for(nc.connect(
                 servers=servers, name=f"schedcp-{service}", connect_timeout=connect_timeout,
                 max_reconnect_attempts=-1, reconnect_time_wait=0.5, allow_reconnect=True,
                 error_cb=_log_error, disconnected_cb=_log_disconnect, reconnected_cb=_log_reconnect,
-            )
-        except Exception as exc:
-            raise Unavailable(f"cannot connect to NATS at {url}: {exc}",
+            ), timeout=connect_timeout * 2)
+        except (TimeoutError, Exception) as exc:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise Unavailable(f"cannot connect to NATS at {url}: {exc!r}",
                               hint="start it with `schedcp up` or set SCHEDCP_NATS_URL") from exc
         bus = cls(nc=nc, service=service, prefix=prefix, replicas=replicas)
         await bus.ensure_stream()
