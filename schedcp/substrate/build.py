@@ -32,8 +32,6 @@ BPF_INCLUDE_DIR = BPF_DIR / "include"
 LIBBPF_INCLUDE_DIR = Path("/usr/include")  # <bpf/bpf_helpers.h> from libbpf-dev
 DEFAULT_CLANG = "clang-19"
 DEFAULT_BPFTOOL = "bpftool"
-#: Environment variable naming the cache root (vmlinux.h per BTF digest, objects).
-CACHE_ENV = "SCHEDCP_CACHE_DIR"
 
 # Compile flags every object gets. -isystem for vmlinux.h because bpftool's
 # output trips -Wmissing-declarations on forward declarations, and those
@@ -120,9 +118,12 @@ def parse_diagnostics(stderr: str) -> list[Diagnostic]:
 
 
 def default_cache_dir() -> Path:
-    """The schedcp cache root (``$SCHEDCP_CACHE_DIR`` or ``~/.cache/schedcp``)."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "schedcp"
+    """The substrate cache root shared with the kernel fetcher
+    (``$SCHEDCP_CACHE_DIR``, else ``<repo>/.cache`` in a checkout). It must be
+    visible inside micro-VM guests (host root over virtiofs), so not /tmp."""
+    from schedcp.substrate.kernel import cache_dir
+
+    return cache_dir()
 
 
 def file_digest(path: Path) -> str:

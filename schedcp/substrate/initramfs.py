@@ -101,11 +101,12 @@ def resolve_modules(kernel: Kernel, names: Iterable[str]) -> list[tuple[str, Pat
         index[p.name.split(".ko")[0].replace("-", "_")] = p
     out = []
     for n in names:
-        p = index.get(n.replace("-", "_"))
-        if p is None:
+        found = index.get(n.replace("-", "_"))
+        if found is None:
             raise VmError(f"module {n!r} not found under {kernel.modules_dir}",
                           hint="check the name (e.g. 'overlay', 'vsock') or whether it is built in")
-        out.append((p.relative_to(kernel.modules_dir).as_posix().split(".ko")[0] + ".ko", p))
+        rel = found.relative_to(kernel.modules_dir).as_posix().split(".ko")[0] + ".ko"
+        out.append((rel, found))
     return out
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import gzip
 import hashlib
 import json
 import lzma
@@ -39,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -386,23 +386,12 @@ def extract_vmlinux(image: bytes) -> bytes:
     elif kind == "xz":
         out = lzma.LZMADecompressor().decompress(payload)
     else:
-        out = gzip.GzipFile(fileobj=_Bytes(payload)).read()
+        # wbits=31: a gzip stream; bytes after it (the size trailer) are ignored.
+        out = zlib.decompressobj(31).decompress(payload)
     if not out.startswith(b"\x7fELF"):
         raise KernelError(f"decompressing the {kind} kernel payload did not yield an ELF vmlinux",
                           hint="check that zstd is installed (scripts/install-system.sh)")
     return out
-
-
-class _Bytes:
-    """Minimal file object over bytes that tolerates trailing data for gzip."""
-
-    def __init__(self, data: bytes) -> None:
-        import io
-
-        self._io = io.BytesIO(data)
-
-    def read(self, n: int = -1) -> bytes:
-        return self._io.read(n)
 
 
 _BANNER = re.compile(rb"Linux version (\S+) ")
@@ -628,6 +617,8 @@ class KernelCache:
         rejected: dict[str, str] = manifest["rejected"]
         tried: list[str] = []
         for cand in cands:
+            reason: str | None
+            kernel: Kernel | None
             if cand.key in rejected:
                 tried.append(f"{cand.key} ({cand.suite}): {rejected[cand.key]} [cached verdict]")
                 continue

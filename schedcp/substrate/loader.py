@@ -522,8 +522,10 @@ def load(obj_path: str | Path, *, tunables: Mapping[str, object] | None = None,
             _remove_pins(pin_dir)
             raise LoaderError(f"could not pin the struct_ops link under {pin_dir}: "
                               f"{os.strerror(err)}")
-        # From here the pin owns the link; closing our fd must not detach it.
-        lb.lib.bpf_link__disconnect(link)
+        # From here the pin owns the link. For a real struct_ops link,
+        # bpf_link__destroy() only closes our fd (the finally below), which
+        # must happen even in a long-lived process: a leaked fd would keep the
+        # scheduler attached after unload() removes the pin.
         final = _wait_enabled(name, pin_dir, enable_timeout_s)
         t_end = time.monotonic()
         return LoadResult(name=name, pin_dir=str(pin_dir), state=final, tunables=applied,
@@ -776,8 +778,7 @@ def _cmd(args: argparse.Namespace) -> dict[str, object]:
     raise AssertionError(args.cmd)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """JSON in, JSON out: ``{"ok": bool, "result"|"error": {...}}`` on stdout."""
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m schedcp.substrate.loader")
     sub = p.add_subparsers(dest="cmd", required=True)
     lp = sub.add_parser("load")
@@ -795,21 +796,79 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("unload")
     up.add_argument("name")
     sub.add_parser("check")
-    args = p.parse_args(argv)
+    sv = sub.add_parser("serve", help="answer requests on a FIFO (see serve())")
+    sv.add_argument("dir")
+    return p
+
+
+def handle(argv: list[str]) -> dict[str, object]:
+    """Run one loader command; always returns the JSON answer, never raises."""
     try:
-        out = _cmd(args)
+        args = _parser().parse_args(argv)
+        if args.cmd == "serve":
+            raise LoaderError("serve cannot be nested")
+        return _cmd(args)
+    except SystemExit as exc:  # argparse usage error
+        return {"ok": False, "error": {"code": "invalid_argument",
+                                       "message": f"bad loader arguments {argv} ({exc})"}}
     except SubstrateError as exc:
         d = exc.to_dict() if isinstance(exc, LoaderError) else {
             "code": exc.code, "message": exc.message, "hint": exc.hint}
-        out = {"ok": False, "error": d}
+        return {"ok": False, "error": d}
     except Exception as exc:  # noqa: BLE001 - a JSON answer beats a traceback for the caller
         from schedcp.errors import SchedcpError
 
         if isinstance(exc, SchedcpError):
-            out = {"ok": False, "error": {"code": exc.code, "message": exc.message,
-                                          "hint": exc.hint}}
-        else:
-            out = {"ok": False, "error": {"code": "internal", "message": repr(exc)}}
+            return {"ok": False, "error": {"code": exc.code, "message": exc.message,
+                                           "hint": exc.hint}}
+        return {"ok": False, "error": {"code": "internal", "message": repr(exc)}}
+
+
+def serve(directory: Path) -> None:
+    """Answer loader requests until told to stop.
+
+    Python starts slowly in a TCG guest (seconds), so a VM node starts this
+    once and then talks to it with a shell one-liner: the client creates the
+    FIFO ``<dir>/<id>.out``, writes one line ``{"id": ID, "argv": [...]}`` to
+    the FIFO ``<dir>/req`` (atomic: < PIPE_BUF) and reads its answer from
+    ``<id>.out``. ``argv == ["shutdown"]`` stops the server.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    req = directory / "req"
+    if not req.exists():
+        os.mkfifo(req, 0o600)
+    (directory / "pid").write_text(str(os.getpid()))
+    while True:
+        with open(req) as fifo:  # blocks until a client writes
+            for line in fifo:
+                try:
+                    msg = json.loads(line)
+                    rid = str(msg["id"])
+                    argv = [str(a) for a in msg["argv"]]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", rid):
+                    continue
+                stop = argv == ["shutdown"]
+                answer = {"ok": True, "result": "bye"} if stop else handle(argv)
+                try:
+                    with open(directory / f"{rid}.out", "w") as out:
+                        out.write(json.dumps(answer, default=str) + "\n")
+                except OSError:
+                    pass  # the client went away; nothing to tell
+                if stop:
+                    req.unlink(missing_ok=True)
+                    return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """JSON in, JSON out: ``{"ok": bool, "result"|"error": {...}}`` on stdout."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        args = _parser().parse_args(argv)
+        serve(Path(args.dir))
+        return 0
+    out = handle(argv)
     json.dump(out, sys.stdout, default=str)
     sys.stdout.write("\n")
     sys.stdout.flush()
