@@ -736,13 +736,22 @@ def user_kernel(image: Path, *, modules: Path | None = None, config: Path | None
     data = image.read_bytes()
     digest = hashlib.sha256(data).hexdigest()[:16]
     root = (cache or cache_dir()) / "kernels" / f"user-{digest}"
-    root.mkdir(parents=True, exist_ok=True)
-    vmlinux = root / "vmlinux"
+    memo = root / "kernel.json"
+    key = {"image": str(image), "modules": str(modules), "config": str(config)}
+    # The BTF check costs seconds; remember it per image content and arguments.
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+        cached = json.loads(memo.read_text())
+        if cached.get("key") == key:
+            k = Kernel.from_json(cached["kernel"])
+            if k.vmlinux.exists():
+                return k
     if data.startswith(b"\x7fELF"):
         vmlinux = image
         raw = data
     else:
         raw = extract_vmlinux(data)
+        root.mkdir(parents=True, exist_ok=True)
+        vmlinux = root / "vmlinux"
         if not vmlinux.exists():
             vmlinux.write_bytes(raw)
     release = release_from_vmlinux(raw)
@@ -752,8 +761,11 @@ def user_kernel(image: Path, *, modules: Path | None = None, config: Path | None
                           hint="build the kernel with CONFIG_SCHED_CLASS_EXT=y and CONFIG_DEBUG_INFO_BTF=y")
     if config is not None and parse_config(config.read_text()).get("CONFIG_SCHED_CLASS_EXT") != "y":
         raise KernelError(f"{config}: CONFIG_SCHED_CLASS_EXT is not y")
-    return Kernel(release=release, version="", vmlinux=vmlinux, config=config,
-                  modules_dir=modules, btf=btf, source=f"user:{image}", selector="user")
+    kernel = Kernel(release=release, version="", vmlinux=vmlinux, config=config,
+                    modules_dir=modules, btf=btf, source=f"user:{image}", selector="user")
+    root.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps({"key": key, "kernel": kernel.to_json()}, indent=2) + "\n")
+    return kernel
 
 
 # ---------------------------------------------------------------------------
