@@ -114,7 +114,8 @@ def _service_env(base: dict[str, str], nats_url: str, data_dir: Path, extra: dic
 
 
 def start_stack(*, data_dir: Path, nats_port: int, progress: Progress, extra_env: dict[str, str] | None = None,
-                services: tuple[str, ...] = START_ORDER, health_timeout: float = 90.0) -> StackState:
+                services: tuple[str, ...] = START_ORDER, health_timeout: float = 90.0,
+                llm: str = "none", llm_port: int = 8089) -> StackState:
     """Start nats-server and the services; on any failure stop what was started and raise."""
     path = state_path(data_dir)
     existing = StackState.load(path)
@@ -132,6 +133,8 @@ def start_stack(*, data_dir: Path, nats_port: int, progress: Progress, extra_env
         host, _, port = addr.rpartition(":")
         if not natsserver.port_is_free(host, int(port)):
             busy.append(f"{svc} port {addr} (set SCHEDCP_{svc.upper()}_ADDR)")
+    if llm == "local" and not natsserver.port_is_free("127.0.0.1", llm_port):
+        busy.append(f"LLM port {llm_port} (set SCHEDCP_LLM_PORT or use --llm none)")
     if busy:
         raise SchedcpError("cannot start: these ports are already in use: " + "; ".join(busy),
                            hint="stop whatever holds them (`schedcp down` if it is an old stack) or choose other ports")
@@ -148,6 +151,14 @@ def start_stack(*, data_dir: Path, nats_port: int, progress: Progress, extra_env
         state.processes.append(Proc("nats-server", nats.process.pid, str(data_dir / "nats"),
                                     str(logs / "nats-server.log"), nats.url))
         state.save(path)
+        if llm == "local":
+            extra_env.update(_start_local_llm(state, logs, llm_port, progress))
+            state.env = extra_env
+            state.save(path)
+        elif llm != "none":
+            extra_env["SCHEDCP_LLM_URL"] = llm
+        else:
+            extra_env.setdefault("SCHEDCP_LLM_URL", "none")
         env = _service_env(env0, nats.url, data_dir, extra_env)
         for svc in services:
             log_path = logs / f"{svc}.log"
@@ -167,8 +178,37 @@ def start_stack(*, data_dir: Path, nats_port: int, progress: Progress, extra_env
     return state
 
 
+def _start_local_llm(state: StackState, logs: Path, port: int, progress: Progress) -> dict[str, str]:
+    """Start the bundled small model's OpenAI-compatible server; its URL for the services."""
+    import urllib.error
+    import urllib.request
+
+    log_path = logs / "llm.log"
+    progress(f"starting the local LLM (SmolLM2-135M on CPU) on 127.0.0.1:{port}")
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "schedcp.llm.server", "--port", str(port)],
+                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                start_new_session=True, cwd=str(settings.REPO_ROOT))
+    entry = Proc("llm", proc.pid, "schedcp.llm.server", str(log_path), f"127.0.0.1:{port}")
+    state.processes.append(entry)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not process_matches(entry):
+            raise SchedcpError(f"the local LLM exited during start-up:\n{_tail(log_path)}",
+                               hint="or run `schedcp up --llm none` to plan without an LLM")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+                if resp.status == 200:
+                    progress("local LLM healthy")
+                    return {"SCHEDCP_LLM_URL": f"http://127.0.0.1:{port}/v1", "SCHEDCP_LLM_MODEL": "smollm2"}
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise SchedcpError("the local LLM did not answer /health within 60s", hint=f"see {log_path}")
+
+
 async def _wait_healthy(state: StackState, progress: Progress, limit_s: float) -> None:
-    pending = {p.name: p for p in state.processes if p.name != "nats-server"}
+    pending = {p.name: p for p in state.processes if p.name not in ("nats-server", "llm")}
     deadline = time.monotonic() + limit_s
     while pending:
         for name, proc in list(pending.items()):
@@ -177,7 +217,8 @@ async def _wait_healthy(state: StackState, progress: Progress, limit_s: float) -
                 raise SchedcpError(f"{name} exited during start-up; last log lines:\n{tail}",
                                    hint=f"full log: {proc.log}")
             if await check_health(proc.address, deadline_s=1.0):
-                progress(f"{name} healthy ({len(state.processes) - 1 - len(pending) + 1}/{len(state.processes) - 1})")
+                total = sum(1 for p in state.processes if p.name not in ("nats-server", "llm"))
+                progress(f"{name} healthy ({total - len(pending) + 1}/{total})")
                 del pending[name]
         if not pending:
             return

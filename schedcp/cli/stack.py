@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = sub.add_parser("up", help="start nats-server and the six services in the background")
     up.add_argument("--nats-port", type=int, default=None, help="NATS client port (default 4222 or SCHEDCP_NATS_PORT)")
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for every service to be healthy")
+    up.add_argument("--llm", default=None,
+                    help="'local' starts the bundled SmolLM2 server (default), 'none' plans without an LLM, "
+                         "or the base URL of an OpenAI-compatible endpoint such as vLLM")
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop exactly what `schedcp up` started")
@@ -72,9 +75,16 @@ def cmd_up(args: argparse.Namespace) -> int:
                                               doc="Client port of the nats-server `schedcp up` starts.")
     data_dir = _data_dir()
     started = time.monotonic()
-    state = stack.start_stack(data_dir=data_dir, nats_port=port, progress=_progress, health_timeout=args.timeout)
+    llm = args.llm or settings.env_str("SCHEDCP_UP_LLM", "local",
+                                       doc="What `schedcp up` uses for the LLM: local, none, or a base URL.")
+    llm_port = settings.env_int("SCHEDCP_LLM_PORT", 8089, minimum=1, maximum=65535,
+                                doc="Port of the local LLM server `schedcp up --llm local` starts.")
+    state = stack.start_stack(data_dir=data_dir, nats_port=port, progress=_progress, health_timeout=args.timeout,
+                              llm=llm or "local", llm_port=llm_port)
+    services = [p for p in state.processes if p.name in settings.SERVICES]
     _progress(f"schedcp is up in {time.monotonic() - started:.1f}s: NATS {state.nats_url}, "
-              f"{len(state.processes) - 1} services, logs in {data_dir / 'logs'}")
+              f"{len(services)} services, LLM {state.env.get('SCHEDCP_LLM_URL', 'none')}, "
+              f"logs in {data_dir / 'logs'}")
     print("next: `schedcp status`, `schedcp watch`, `schedcp down`", file=sys.stderr)
     return 0
 
