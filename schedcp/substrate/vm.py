@@ -99,6 +99,30 @@ def _sweep_stale_workdirs() -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+_CRASH_MARKERS = ("Kernel panic", "Oops:", "BUG:", "general protection fault",
+                  "invalid opcode:")
+
+
+def _guest_crashed(console: str) -> bool:
+    return any(m in console for m in _CRASH_MARKERS)
+
+
+def _keep_failed_console(name: str, text: str, keep: int = 20) -> Path | None:
+    """Save a failed VM's console under <cache>/vm-logs (the work dir is removed)."""
+    if not text:
+        return None
+    d = cache_dir() / "vm-logs"
+    with contextlib.suppress(OSError):
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}-console.log"
+        path.write_text(text)
+        old = sorted(d.glob("*-console.log"))
+        for p in old[:-keep]:
+            p.unlink()
+        return path
+    return None
+
+
 def find_virtiofsd() -> str:
     for p in VIRTIOFSD_CANDIDATES:
         if os.access(p, os.X_OK):
@@ -188,7 +212,8 @@ class VmNode:
                  modules: Sequence[str] = (), env: Mapping[str, str] | None = None,
                  files: Mapping[str, bytes] | None = None, accel: Accel | None = None,
                  initramfs: InitramfsBuilder | None = None, kernel_args: Sequence[str] = (),
-                 keep_workdir: bool = False, name: str | None = None) -> None:
+                 keep_workdir: bool = False, name: str | None = None,
+                 boot_retries: int = 2) -> None:
         if cpus < 1 or mem_mb < 128:
             raise VmError(f"bad VM size: cpus={cpus} mem_mb={mem_mb}",
                           hint="use at least 1 vCPU and 128 MB")
@@ -205,8 +230,14 @@ class VmNode:
         self.kernel_args = tuple(kernel_args)
         self.keep_workdir = keep_workdir
         self.name = name or f"vm-{os.getpid()}-{id(self) & 0xFFFF:x}"
-        self.workdir: Path | None = None
+        self.boot_retries = boot_retries
+        self.boot_attempts = 0
         self.timings: dict[str, float] = {}
+        self._reset_runtime()
+
+    def _reset_runtime(self) -> None:
+        """Per-boot state (a boot retry starts from scratch)."""
+        self.workdir: Path | None = None
         self.guest_info: dict[str, Any] = {}
         self._qemu: asyncio.subprocess.Process | None = None
         self._fsd: asyncio.subprocess.Process | None = None
@@ -226,6 +257,7 @@ class VmNode:
         self._killed_reason: str | None = None
         self._closed = False
         self.console_text = ""
+        self.failed_console: Path | None = None
 
     # -- paths --------------------------------------------------------------
 
@@ -251,12 +283,27 @@ class VmNode:
         await self.shutdown()
 
     async def start(self) -> None:
-        """Boot and wait for the guest agent; raises VmError/VmTimeout (VM torn down)."""
-        try:
-            await self._start()
-        except BaseException:
-            await self._kill("boot failed")
-            raise
+        """Boot and wait for the guest agent; raises VmError/VmTimeout (VM torn down).
+
+        A guest kernel that crashes *during boot* is retried with a fresh VM
+        (``boot_retries`` times): under multi-threaded TCG a boot occasionally
+        oopses while the kernel patches its own code, which says nothing
+        about the job. Crashes after the agent is ready are never retried.
+        """
+        while True:
+            self.boot_attempts += 1
+            try:
+                await self._start()
+                self.timings["boot_attempts"] = self.boot_attempts
+                return
+            except BaseException as exc:
+                await self._kill("boot failed")
+                crashed = isinstance(exc, VmError) and _guest_crashed(self.console_text)
+                if not crashed or self.boot_attempts > self.boot_retries:
+                    if isinstance(exc, VmError) and self.failed_console is not None:
+                        exc.hint = f"{exc.hint or ''}\nfull console: {self.failed_console}"
+                    raise
+                self._reset_runtime()
 
     async def _start(self) -> None:
         t0 = time.monotonic()
@@ -603,6 +650,10 @@ class VmNode:
             self._ctl_w.close()
         if self.console_path is not None and self.console_path.exists():
             self.console_text = self.console_path.read_text(errors="replace")
+        if reason != "shutdown" or _guest_crashed(self.console_text):
+            saved = _keep_failed_console(self.name, self.console_text)
+            if saved is not None:
+                self.failed_console = saved
         if self.workdir is not None and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
