@@ -796,11 +796,17 @@ def ensure_kernel(selector: str = "sched_ext", *, refresh: bool = False,
                           hint=f"use one of: {', '.join(SELECTORS)}")
     kc = KernelCache(cache, progress=progress)
     with kc.locked():
-        if not refresh:
-            found = kc.cached(selector)
-            if found is not None:
-                return found
-        return kc.fetch(sel, refresh=refresh)
+        found = kc.cached(selector)
+        if found is not None and not refresh:
+            return found
+        try:
+            return kc.fetch(sel, refresh=refresh)
+        except KernelFetchError as exc:
+            if found is None:
+                raise
+            # A refresh that cannot reach the mirror keeps the kernel we have.
+            kc.progress(f"refresh failed ({exc.message}); keeping {found.release}")
+            return found
 
 
 def fetch_btf_kernel(selector: str = "oldest", **kw: object) -> Kernel:
