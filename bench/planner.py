@@ -206,6 +206,20 @@ def write(out: Path, rows, open_s: float, use_llm: bool) -> None:
         )
     if not use_llm:
         lines.append("(run with --no-llm: no LLM rows)")
+    load = os.getloadavg()
+    lines += [
+        "",
+        f"Load average at the end of the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        "(1/5/15 min) on 2 cores: LLM wall times scale with contention (SmolLM2 does about",
+        "100 tok/s on an idle core); token counts do not.",
+        "",
+        "Reading it: the first plan for a class costs one ranking call (~400 tokens) with the local",
+        "model; once a configuration has a recorded win on the class the planner reuses it with no",
+        "LLM call at all. The forced PATCH row shows why the code paths are weighted down for a",
+        "135M model: its patched source is discarded by the pre-verifier shape check (or would fail",
+        "the verifier) and the configure candidate leads; COMPOSE only fills bounded slots, so it",
+        "always yields a compilable scheduler.",
+    ]
     lines.append("")
     out.write_text("\n".join(lines))
     print("\n".join(lines))
