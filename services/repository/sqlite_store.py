@@ -234,6 +234,7 @@ class SqliteStore:
         self._conns_lock = threading.Lock()
         self._index = _VectorIndex(embedder.dimension)
         self._closed = False
+        self._write_gen = 0
         self._init_schema()
 
     # ------------------------------------------------------------ plumbing
@@ -266,6 +267,9 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        # Own commits do not change this connection's data_version: count them
+        # so cached filter results are recomputed (see _allowed_seqs).
+        self._write_gen += 1
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -617,19 +621,26 @@ class SqliteStore:
         allowed = self._allowed_seqs(conn, query)
         if not allowed.size or not seqs.size:
             return []
-        mask = np.isin(seqs, allowed)
-        cand_seqs = seqs[mask]
+        # Boolean lookup by seq: O(n), no sorting, no copy of the matrix.
+        flags = np.zeros(int(max(seqs.max(), allowed.max())) + 1, dtype=bool)
+        flags[allowed] = True
+        mask = flags[seqs]
         if qvec is not None:
-            sims = (matrix[mask] @ qvec) * weights[mask]
+            sims = (matrix @ qvec) * weights
         else:
-            sims = np.zeros(len(cand_seqs), dtype=np.float32)
-        # Best row per policy (a policy has its description vector plus any
-        # workload texts it served well), then the top few by similarity.
-        order = np.argsort(-sims, kind="stable")
+            sims = np.zeros(len(seqs), dtype=np.float32)
+        sims = np.where(mask, sims, -np.inf)
+        # Best row per policy (a policy has its description vector, header
+        # passages and any workload texts it served well), for the top few.
+        pool = max(50, query.limit * 10)
+        rows_wanted = min(int(mask.sum()), pool * 8)
+        if rows_wanted == 0:
+            return []
+        top = np.argpartition(-sims, rows_wanted - 1)[:rows_wanted]
+        top = top[np.argsort(-sims[top], kind="stable")]
         best: dict[int, float] = {}
-        pool = max(100, query.limit * 20)
-        for i in order:
-            s = int(cand_seqs[i])
+        for i in top:
+            s = int(seqs[i])
             if s not in best:
                 best[s] = float(sims[i])
                 if len(best) >= pool:
@@ -643,6 +654,26 @@ class SqliteStore:
         return out
 
     def _allowed_seqs(self, conn: sqlite3.Connection, query: SearchQuery) -> np.ndarray:
+        """Policy seqs passing the query's filters, cached until anyone writes.
+
+        ``PRAGMA data_version`` changes when another connection (thread or
+        process) commits; ``_write_gen`` covers this connection's own writes.
+        """
+        key = (query.statuses, query.workload_classes, query.tags, query.keywords)
+        version = (conn.execute("PRAGMA data_version").fetchone()[0], self._write_gen)
+        cache = getattr(self._local, "allowed", None)
+        if cache is None:
+            cache = self._local.allowed = {}
+        hit = cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        allowed = self._query_allowed(conn, query)
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = (version, allowed)
+        return allowed
+
+    def _query_allowed(self, conn: sqlite3.Connection, query: SearchQuery) -> np.ndarray:
         clauses = [f"status IN ({','.join('?' * len(query.statuses))})"]
         params: list[object] = [int(s) for s in query.statuses]
         if query.workload_classes:
