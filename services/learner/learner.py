@@ -396,7 +396,7 @@ class Learner:
         ap = policy_pb2.Antipattern(
             antipattern_id=uuid.uuid4().hex,
             policy=policy,
-            workload_class=workload_class,
+            workload_class=workload_class,  # type: ignore[arg-type]  # enum ints
             reason=reason,
             findings=findings,
             source_digest=sha256_digest(source.encode()) if source else "",

@@ -52,7 +52,9 @@ class RepositoryClient:
         resp = await self._call(
             "Search",
             services_pb2.SearchRequest(
-                query=query, workload_classes=list(workload_classes), limit=limit
+                query=query,
+                workload_classes=list(workload_classes),
+                limit=limit,  # type: ignore[arg-type]
             ),
             "search",
         )
@@ -72,7 +74,7 @@ class RepositoryClient:
     ) -> list[policy_pb2.Antipattern]:
         resp = await self._call(
             "ListAntipatterns",
-            services_pb2.ListAntipatternsRequest(workload_class=workload_class, limit=limit),
+            services_pb2.ListAntipatternsRequest(workload_class=workload_class, limit=limit),  # type: ignore[arg-type]
             "list antipatterns",
         )
         return list(resp.antipatterns)  # type: ignore[attr-defined]
@@ -117,7 +119,7 @@ class HistoryClient:
     async def history(self, workload_class: int, limit: int) -> services_pb2.HistoryResponse:
         try:
             return await self._stub.History(
-                services_pb2.HistoryRequest(workload_class=workload_class, limit=limit),
+                services_pb2.HistoryRequest(workload_class=workload_class, limit=limit),  # type: ignore[arg-type]
                 timeout=5.0,
             )
         except grpc.aio.AioRpcError as exc:

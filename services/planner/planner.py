@@ -739,7 +739,7 @@ class Planner:
         plan = plan_pb2.Plan(
             plan_id=uuid.uuid4().hex,
             profile=profile,
-            path=c.path,
+            path=c.path,  # type: ignore[arg-type]  # enum ints
             policy=common_pb2.PolicyRef(name=c.policy, version=c.version),
             source=c.source,
             patch=c.patch,
