@@ -88,11 +88,10 @@ def synthetic_policies(n: int, rng: random.Random) -> list[Policy]:
             rng.choice(SLICES),
         )
         description = f"Orders runnable tasks by {order} and places them on {place}, with {sl}; aimed at {goal}."
-        header = (
-            f"/*\n * synth{i}: {order}-ordered scheduling on {place}.\n *\n"
-            f" * Design: tasks wait in queues sorted by {order}; {sl} bound how long one runs.\n *\n"
-            f" * Where it fits: machines where {goal} matters most.\n */\n"
-        )
+        # One header paragraph long enough to be embedded as a passage (real
+        # library headers give three or four).
+        header = (f"/*\n * synth{i}: {order}.\n *\n"
+                  f" * Where it fits: machines where {goal} matters most, using {sl}.\n */\n")
         body = "\n".join(
             f"static int helper_{i}_{k}(int x) {{ return x * {k} + {i}; }}" for k in range(60)
         )
@@ -222,7 +221,8 @@ def main() -> int:
     say(
         f"Reproduce: `.venv/bin/python bench/repository.py --policies {args.policies} --threads {args.threads}` "
         f"(writes this file). Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other work, "
-        f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}."
+        f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}. Load average when finished: "
+        f"{os.getloadavg()[0]:.1f} (other helpers' VMs were running: treat latencies as upper bounds)."
     )
     say()
     say("## Embedding (all-MiniLM-L6-v2 int8 ONNX, onnxruntime, CPU)")
@@ -272,11 +272,15 @@ def main() -> int:
     say()
     say("## Search quality at scale")
     say()
-    say(
-        f"The {len(LABELLED_QUERIES)} labelled workload descriptions (tests/integration/repository/library.py) "
-        f"against the 8 fixture policies hidden among {args.policies} synthetic ones: "
-        f"top-1 {top1}/{len(LABELLED_QUERIES)}, top-3 {top3}/{len(LABELLED_QUERIES)}."
-    )
+    say(f"The {len(LABELLED_QUERIES)} labelled workload descriptions (tests/integration/repository/library.py) "
+        f"against the 8 fixture policies hidden among {args.policies} synthetic ones. The synthetic policies are "
+        "deliberately on-topic (\"aimed at p99 request latency\", \"batch makespan\"...), so many of them are "
+        "legitimate answers too; this shows how far the hand-written policy sinks in a crowded repository, "
+        "not an error rate.")
+    say()
+    say(f"Rank of the expected policy: median {statistics.median(ranks):.0f}, "
+        f"in the top 3 for {sum(r <= 3 for r in ranks)}/{len(ranks)}, in the top 10 for "
+        f"{sum(r <= 10 for r in ranks)}/{len(ranks)}, not in the top 100 for {sum(r > 100 for r in ranks)}.")
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
