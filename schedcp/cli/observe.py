@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 from google.protobuf import json_format
@@ -88,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _observe_here(args: argparse.Namespace, cmd: list[str]) -> profile_pb2.WorkloadProfile:
-    from schedcp.llm.settings import load_llm_settings, open_llm
     from services.observer.agent import ObservationAgent
     from services.observer.tier1 import Target
     from services.observer.tier2 import ProbeLimits, Tier2Profiler
@@ -96,9 +97,8 @@ async def _observe_here(args: argparse.Namespace, cmd: list[str]) -> profile_pb2
     deep: bool | None = True if args.deep else (False if args.summary_only else None)
     tier2 = Tier2Profiler(limits=ProbeLimits()) if os.geteuid() == 0 else None
     probes = tuple(p.strip() for p in args.probes.split(",") if p.strip())
-    llm_settings = load_llm_settings({"SCHEDCP_LLM_URL": args.llm}) if args.llm else load_llm_settings()
     node = os.environ.get("SCHEDCP_NODE") or os.uname().nodename
-    async with open_llm(llm_settings) as llm:
+    async with _llm(args.llm) as llm:
         agent = ObservationAgent(node=node, tier2=tier2, llm=llm)
         if not cmd:
             target = (Target(pid=args.pid) if args.pid is not None else
@@ -120,6 +120,18 @@ async def _observe_here(args: argparse.Namespace, cmd: list[str]) -> profile_pb2
                                        deep_window=(window - t1_window) if deep and args.window else None)
         finally:
             _stop(proc)
+
+
+@contextlib.asynccontextmanager
+async def _llm(url: str) -> AsyncIterator[Any]:
+    """The LLM client for --llm, or None; the openai stack is imported only when asked for."""
+    if not url or url == "none":
+        yield None
+        return
+    from schedcp.llm.settings import load_llm_settings, open_llm
+
+    async with open_llm(load_llm_settings({"SCHEDCP_LLM_URL": url})) as llm:
+        yield llm
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -154,7 +166,8 @@ async def _observe_in_vm(args: argparse.Namespace, cmd: list[str]) -> str:
         dest = default_cache_dir() / "probes" / f"guest-{kernel.release}"
         await asyncio.to_thread(ProbeBuilder(btf=kernel.vmlinux).prebuild, dest)
         env[PREBUILT_ENV] = str(dest)
-    argv = [sys.executable, "-m", "schedcp.cli.main", "observe", "--node", "host"]
+    # This module's own entry point: the full CLI would import every area (slow under TCG).
+    argv = [sys.executable, "-m", "schedcp.cli.observe", "--node", "host"]
     if args.deep:
         argv.append("--deep")
     if args.summary_only:
@@ -168,7 +181,8 @@ async def _observe_in_vm(args: argparse.Namespace, cmd: list[str]) -> str:
     if args.json:
         argv.append("--json")
     argv += ["--", *cmd]
-    timeout = (args.window or CMD_MAX_WINDOW) * 2 + 120
+    # Python starts ~16x slower under TCG, and the host may be busy: generous, but bounded.
+    timeout = (args.window or CMD_MAX_WINDOW) * 4 + 300
     async with VmNode(kernel=kernel, cpus=2, lifetime=timeout + 60) as node:
         res = await node.run(argv, env=env, cwd=_repo_root(), timeout=timeout)
     if res.exit_code != 0:
@@ -228,3 +242,21 @@ def render(p: profile_pb2.WorkloadProfile) -> str:
                      + f" [{', '.join(c.tools)}]")
     lines += ["", p.description]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m schedcp.cli.observe``: just this command (used inside micro-VMs)."""
+    from schedcp.errors import SchedcpError
+
+    parser = argparse.ArgumentParser(prog="schedcp")
+    register(parser.add_subparsers(dest="command_name"))
+    args = parser.parse_args(["observe", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args) or 0)
+    except SchedcpError as exc:
+        print(f"schedcp: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
