@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from schedcp.errors import InvalidArgument, SchedcpError
-from schedcp.v1 import common_pb2
 
 #: Names of the proto ``WorkloadClass`` values a workload may represent.
 WORKLOAD_CLASSES = (
@@ -83,6 +82,10 @@ class WorkloadSpec:
     @property
     def workload_class_proto(self) -> int:
         """The ``schedcp.v1.WorkloadClass`` enum value."""
+        # Imported here: protobuf costs seconds to import in a TCG guest,
+        # and the workload runner there never needs it.
+        from schedcp.v1 import common_pb2
+
         return int(common_pb2.WorkloadClass.Value(self.workload_class))
 
     def metric(self, name: str) -> MetricSpec:

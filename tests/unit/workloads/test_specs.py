@@ -55,7 +55,8 @@ def test_params_are_checked():
 
 def test_command_carries_every_parameter():
     argv = workload_command("parallel-build", {"units": 3}, python="/usr/bin/python3")
-    assert argv[:5] == ["/usr/bin/python3", "-m", "schedcp.workloads", "run", "parallel-build"]
+    assert argv[:2] == ["/usr/bin/python3", "-S"]
+    assert argv[4:6] == ["run", "parallel-build"]
     assert "units=3" in argv and "jobs=4" in argv and "--cache-dir" in argv
 
 
