@@ -98,14 +98,20 @@ class StaticStage:
 
     name = "static"
 
-    def __init__(self, *, project_include_dirs: Sequence[Path], clang: str = "clang-19") -> None:
+    def __init__(self, *, project_include_dirs: Sequence[Path], clang: str = "clang-19",
+                 cache_dir: Path | None = None) -> None:
+        from schedcp.substrate.build import default_cache_dir
+
         self.project_include_dirs = list(project_include_dirs)
         self.clang = clang
+        # Where the precompiled kernel/libbpf prelude lives (one per BTF + flags).
+        self.cache_dir = cache_dir or default_cache_dir() / "static"
 
     def run(self, ctx: VerifyContext) -> StageOutcome:
         assert ctx.source_path is not None, "build stage runs first"
         analyzer = StaticAnalyzer(clang_args=ctx.clang_args,
-                                  project_include_dirs=self.project_include_dirs, clang=self.clang)
+                                  project_include_dirs=self.project_include_dirs, clang=self.clang,
+                                  cache_dir=self.cache_dir)
         report = analyzer.analyze_file(ctx.source_path, tunables=ctx.candidate.tunables,
                                        cwd=ctx.source_path.parent)
         return StageOutcome(findings=report.findings,
@@ -163,7 +169,8 @@ class KernelVerifierStage:
                               {"program": summary.program, "insn": summary.insn,
                                "reason": summary.reason}) from exc
         except (AttachFailed, Ejected) as exc:
-            klog = "\n".join(str(x) for x in exc.details.get("kernel_log") or [])
+            raw = exc.details.get("kernel_log")
+            klog = "\n".join(str(x) for x in raw) if isinstance(raw, list) else str(raw or "")
             rule = "attach-failed" if isinstance(exc, AttachFailed) else "ejected"
             raise StageFailed([Finding(Severity.ERROR, rule, exc.message,
                                        hint=exc.hint or "check ops.init and the kernel log")],

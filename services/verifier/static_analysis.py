@@ -37,8 +37,10 @@ dynamic stage is the backstop.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -208,7 +210,8 @@ def _annotate_locations(node: object, state: list[str | None]) -> None:
             _annotate_locations(value, state)
 
 
-def parse_ast_json(data: bytes, *, main_file: str, project_dirs: Sequence[str]) -> ParsedAst:
+def parse_ast_json(data: bytes, *, main_file: str, project_dirs: Sequence[str],
+                   ops_fields: Sequence[str] | None = None) -> ParsedAst:
     """Extract the analysed declarations from a full ``-ast-dump=json`` output.
 
     A dump of a scheduler is ~200 MB (vmlinux.h); only the tail from the first
@@ -253,8 +256,9 @@ def parse_ast_json(data: bytes, *, main_file: str, project_dirs: Sequence[str]) 
                     files[f] = SourceFile(f, Path(f).read_bytes())
                 except OSError:
                     files[f] = SourceFile(f, b"")
-    ops_fields = _ops_field_order(data)
-    return ParsedAst(decls=kept, ops_fields=ops_fields, main_file=main_file, files=files)
+    if not ops_fields:
+        ops_fields = _ops_field_order(data)
+    return ParsedAst(decls=kept, ops_fields=list(ops_fields), main_file=main_file, files=files)
 
 
 def _decl_file(decl: dict) -> str | None:
@@ -277,10 +281,39 @@ def _ops_field_order(data: bytes) -> list[str]:
     return []
 
 
+def ops_fields_from_header(text: str) -> list[str]:
+    """Member names of ``struct sched_ext_ops`` in a bpftool-generated vmlinux.h."""
+    m = re.search(r"^struct sched_ext_ops \{\n(.*?)^\};", text, re.S | re.M)
+    if not m:
+        return []
+    names = []
+    for line in m.group(1).splitlines():
+        line = line.strip()
+        fp = re.search(r"\(\*(\w+)\)\s*\(", line)
+        if fp:
+            names.append(fp.group(1))
+            continue
+        var = re.search(r"(\w+)\s*(?:\[[^\]]*\])?\s*(?::\s*\d+)?;$", line)
+        if var:
+            names.append(var.group(1))
+    return names
+
+
+PRELUDE = ('#include "vmlinux.h"\n#include <bpf/bpf_helpers.h>\n'
+           "#include <bpf/bpf_tracing.h>\n#include <bpf/bpf_core_read.h>\n")
+
+
 def dump_ast(source: Path, clang_args: Sequence[str], *, clang: str = "clang-19",
-             cwd: Path | None = None, timeout_s: float = 120.0) -> bytes:
-    """Run clang's JSON AST dump of ``source`` with the build's flags."""
-    cmd = [clang, *clang_args, "-fsyntax-only", "-Wno-everything", "-Xclang",
+             cwd: Path | None = None, timeout_s: float = 120.0,
+             pch: tuple[Path, Path] | None = None) -> bytes:
+    """Run clang's JSON AST dump of ``source`` with the build's flags.
+
+    With ``pch`` (prelude header, its precompiled form) the kernel and libbpf
+    declarations come from the PCH and are not dumped: ~2 MB instead of
+    ~200 MB, 0.3 s instead of 2-6 s.
+    """
+    extra = ["-include-pch", str(pch[1]), "-include", str(pch[0])] if pch else []
+    cmd = [clang, *clang_args, *extra, "-fsyntax-only", "-Wno-everything", "-Xclang",
            "-ast-dump=json", str(source)]
     try:
         proc = subprocess.run(cmd, capture_output=True, cwd=cwd, timeout=timeout_s, check=False)
@@ -518,14 +551,14 @@ class Program:
             v = self.eval((node.get("inner") or [None])[0], depth + 1)
             if v is None:
                 return None
-            op = node.get("opcode")
+            op = str(node.get("opcode"))
             return {"-": -v, "~": ~v & U64_MAX, "!": int(not v), "+": v}.get(op)
         if kind == "BinaryOperator":
             a, b = (node.get("inner") or [None, None])[:2]
             x, y = self.eval(a, depth + 1), self.eval(b, depth + 1)
             if x is None or y is None:
                 return None
-            op = node.get("opcode")
+            op = str(node.get("opcode"))
             try:
                 r = {"+": lambda: x + y, "-": lambda: x - y, "*": lambda: x * y,
                      "/": lambda: x // y, "%": lambda: x % y, "<<": lambda: x << y,
@@ -703,11 +736,12 @@ class _InsertFlow:
         kind = node.get("kind")
         inner = node.get("inner") or []
         if kind == "CompoundStmt":
-            state: bool | None = ins
+            state: bool = ins
             for s in inner:
-                state = self.stmt(s, state, stack)
-                if state is None:
+                nxt = self.stmt(s, state, stack)
+                if nxt is None:
                     return None
+                state = nxt
             return state
         if kind == "ReturnStmt":
             done = ins or any(self.expr(c, stack) for c in inner)
@@ -732,13 +766,8 @@ class _InsertFlow:
                 self.stmt(c, ins, stack)
             return ins
         if kind in ("CaseStmt", "DefaultStmt", "LabelStmt", "AttributedStmt"):
-            state = ins
-            for c in inner:
-                if c.get("kind", "").endswith("Stmt") or c.get("kind") == "CompoundStmt":
-                    state = self.stmt(c, state, stack)
-                    if state is None:
-                        return None
-            return state
+            # The labelled statement is the last child (a case value comes first).
+            return self.stmt(inner[-1], ins, stack) if inner else ins
         if kind == "GotoStmt":
             return None
         if kind in ("BreakStmt", "ContinueStmt", "NullStmt"):
@@ -1160,18 +1189,72 @@ class StaticAnalyzer:
     """
 
     def __init__(self, *, clang_args: Sequence[str], project_include_dirs: Sequence[Path],
-                 clang: str = "clang-19") -> None:
+                 clang: str = "clang-19", cache_dir: Path | None = None) -> None:
         self.clang_args = list(clang_args)
         self.project_dirs = [str(Path(d).resolve()) for d in project_include_dirs]
         self.clang = clang
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+
+    def _vmlinux_h(self) -> Path | None:
+        args = self.clang_args
+        for i, a in enumerate(args[:-1]):
+            if a in ("-isystem", "-I") and (Path(args[i + 1]) / "vmlinux.h").is_file():
+                return Path(args[i + 1]) / "vmlinux.h"
+        return None
+
+    def _pch(self) -> tuple[Path, Path] | None:
+        """Build (once per flags + headers) a PCH of vmlinux.h and libbpf's headers."""
+        header = self._vmlinux_h()
+        if self.cache_dir is None or header is None:
+            return None
+        import hashlib
+
+        st = header.stat()
+        key = hashlib.sha256(json.dumps([self.clang, self.clang_args, str(header), st.st_size,
+                                         st.st_mtime_ns, PRELUDE]).encode()).hexdigest()[:24]
+        d = self.cache_dir / "pch" / key
+        prelude, pch = d / "prelude.h", d / "prelude.h.pch"
+        if pch.is_file():
+            return prelude, pch
+        d.mkdir(parents=True, exist_ok=True)
+        prelude.write_text(PRELUDE)
+        tmp = d / f".prelude.{os.getpid()}.{threading.get_ident()}.pch"
+        proc = subprocess.run([self.clang, *self.clang_args, "-Wno-everything", "-x", "c-header",
+                               str(prelude), "-o", str(tmp)], capture_output=True, check=False)
+        if proc.returncode != 0 or not tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            return None
+        os.replace(tmp, pch)
+        return prelude, pch
+
+    def _ops_fields(self) -> list[str]:
+        header = self._vmlinux_h()
+        if header is None:
+            return []
+        key = str(header)
+        if key not in _OPS_FIELDS_CACHE:
+            _OPS_FIELDS_CACHE[key] = ops_fields_from_header(header.read_text(errors="replace"))
+        return _OPS_FIELDS_CACHE[key]
 
     def analyze_file(self, source: Path, *, tunables: Mapping[str, object] | None = None,
                      cwd: Path | None = None) -> StaticReport:
         t0 = time.monotonic()
-        data = dump_ast(source, self.clang_args, clang=self.clang, cwd=cwd)
-        ast = parse_ast_json(data, main_file=str(source), project_dirs=self.project_dirs)
+        pch = self._pch()
+        data = b""
+        if pch is not None:
+            try:
+                data = dump_ast(source, self.clang_args, clang=self.clang, cwd=cwd, pch=pch)
+            except StaticAnalysisError:
+                data = b""  # a stale or incompatible PCH: fall back to the full dump
+        if not data:
+            data = dump_ast(source, self.clang_args, clang=self.clang, cwd=cwd)
+        ast = parse_ast_json(data, main_file=str(source), project_dirs=self.project_dirs,
+                             ops_fields=self._ops_fields())
         del data
         return analyze_parsed(ast, tunables=tunables, started=t0)
+
+
+_OPS_FIELDS_CACHE: dict[str, list[str]] = {}
 
 
 def analyze_parsed(ast: ParsedAst, *, tunables: Mapping[str, object] | None = None,

@@ -24,7 +24,10 @@ def analyze(kernel, tmp_path_factory):
 
     b = BpfBuilder(btf=kernel.vmlinux)
     cmd = b.command(Path("x.c"), Path("x.o"))
-    sa = StaticAnalyzer(clang_args=cmd[1:cmd.index("-c")], project_include_dirs=[BPF_INCLUDE_DIR])
+    from schedcp.substrate.build import default_cache_dir
+
+    sa = StaticAnalyzer(clang_args=cmd[1:cmd.index("-c")], project_include_dirs=[BPF_INCLUDE_DIR],
+                        cache_dir=default_cache_dir() / "static")
     d = tmp_path_factory.mktemp("snip")
 
     def run(src: str, tunables=None) -> dict[str, Severity]:
