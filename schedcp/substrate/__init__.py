@@ -35,3 +35,20 @@ class VmTimeout(VmError):
     """A micro-VM or a command inside it ran past its hard timeout."""
 
     code = "vm_timeout"
+
+
+class VmCrashed(VmError):
+    """The guest kernel crashed (panic/oops) and took the VM down.
+
+    ``likely_tcg_artifact`` is set for the stray-INT3 oops that multi-threaded
+    TCG (qemu 7.2) occasionally produces while the kernel patches its own code
+    (static keys flipping at boot or when a scheduler is enabled): retrying on
+    a fresh VM is then the right response, not blaming the workload.
+    """
+
+    code = "vm_crashed"
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 likely_tcg_artifact: bool = False) -> None:
+        super().__init__(message, hint=hint, likely_tcg_artifact=likely_tcg_artifact)
+        self.likely_tcg_artifact = likely_tcg_artifact

@@ -34,8 +34,13 @@ class Accel:
         if self.name == "kvm":
             return ["-accel", "kvm", "-cpu", "host"]
         # thread=multi: one host thread per vCPU; -cpu max exposes the ISA
-        # the Debian kernel expects (x86-64-v2+).
-        return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        # the Debian kernel expects (x86-64-v2+). SCHEDCP_TCG_THREAD=single
+        # trades parallelism for immunity to MTTCG's cross-vCPU code-patching
+        # race (see VmCrashed.likely_tcg_artifact).
+        thread = os.environ.get("SCHEDCP_TCG_THREAD", "").strip() or "multi"
+        if thread not in ("multi", "single"):
+            raise VmError(f"SCHEDCP_TCG_THREAD={thread!r} is not multi or single")
+        return ["-accel", f"tcg,thread={thread}", "-cpu", "max"]
 
 
 def kvm_modules_loaded(sys_module: Path = Path("/sys/module")) -> list[str]:

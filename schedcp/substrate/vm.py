@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schedcp.substrate import VmError, VmTimeout
+from schedcp.substrate import VmCrashed, VmError, VmTimeout
 from schedcp.substrate import accel as accel_mod
 from schedcp.substrate.accel import Accel
 from schedcp.substrate.initramfs import InitramfsBuilder, JobArchive, resolve_modules
@@ -123,7 +123,21 @@ def _keep_failed_console(name: str, text: str, keep: int = 20) -> Path | None:
     return None
 
 
+def find_qemu() -> str:
+    """SCHEDCP_QEMU, else qemu-system-x86_64 on PATH."""
+    override = os.environ.get("SCHEDCP_QEMU", "").strip()
+    found = override or shutil.which(QEMU)
+    if not found:
+        raise VmError("qemu-system-x86_64 not found",
+                      hint="install qemu-system-x86 (scripts/install-system.sh) or set SCHEDCP_QEMU")
+    return found
+
+
 def find_virtiofsd() -> str:
+    """SCHEDCP_VIRTIOFSD, else the C virtiofsd shipped with qemu 7.2."""
+    override = os.environ.get("SCHEDCP_VIRTIOFSD", "").strip()
+    if override:
+        return override
     for p in VIRTIOFSD_CANDIDATES:
         if os.access(p, os.X_OK):
             return p
@@ -365,7 +379,7 @@ class VmNode:
                             "i8042.nokbd", *self.kernel_args])
         mem = f"{self.mem_mb}M"
         args = [
-            QEMU, "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            find_qemu(), "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-machine", "q35,memory-backend=mem", *self.accel.qemu_args,
             "-smp", str(self.cpus), "-m", mem,
             "-object", f"memory-backend-memfd,id=mem,size={mem},share=on",
@@ -444,8 +458,15 @@ class VmNode:
         if self.workdir and (self.workdir / "qemu.log").exists():
             qlog = (self.workdir / "qemu.log").read_text(errors="replace")[-800:]
         why = self._killed_reason or f"qemu exited with {rc}"
-        return VmError(f"VM {self.name} died: {why}",
-                       hint=f"qemu: {qlog.strip() or '-'}\nconsole tail:\n{self.console_tail()}")
+        hint = f"qemu: {qlog.strip() or '-'}\nconsole tail:\n{self.console_tail()}"
+        console = self.console_text or (
+            self.console_path.read_text(errors="replace")
+            if self.console_path is not None and self.console_path.exists() else "")
+        if _guest_crashed(console):
+            tcg = self.accel is not None and self.accel.name == "tcg" and "Oops: int3" in console
+            return VmCrashed(f"VM {self.name} died: guest kernel crashed ({why})", hint=hint,
+                             likely_tcg_artifact=tcg)
+        return VmError(f"VM {self.name} died: {why}", hint=hint)
 
     async def _watch_qemu(self) -> None:
         assert self._qemu is not None

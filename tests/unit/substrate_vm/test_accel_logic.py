@@ -46,6 +46,23 @@ def test_override_and_its_validation() -> None:
         decide(override="hvf", modules=[], dev_kvm=False, probe=None)
 
 
-def test_qemu_args() -> None:
+def test_qemu_args(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCHEDCP_TCG_THREAD", raising=False)
     assert Accel("tcg", "").qemu_args == ["-accel", "tcg,thread=multi", "-cpu", "max"]
     assert Accel("kvm", "").qemu_args[:2] == ["-accel", "kvm"]
+
+
+def test_guest_crash_markers() -> None:
+    from schedcp.substrate.vm import _guest_crashed
+
+    assert _guest_crashed("[ 4.38] Oops: int3: 0000 [#1] SMP NOPTI\n")
+    assert _guest_crashed("Kernel panic - not syncing: Fatal exception in interrupt")
+    assert not _guest_crashed("schedcp-init: ready for agent\nreboot: Restarting system\n")
+
+
+def test_tcg_thread_knob(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHEDCP_TCG_THREAD", "single")
+    assert Accel("tcg", "").qemu_args[1] == "tcg,thread=single"
+    monkeypatch.setenv("SCHEDCP_TCG_THREAD", "many")
+    with pytest.raises(VmError, match="SCHEDCP_TCG_THREAD"):
+        _ = Accel("tcg", "").qemu_args
