@@ -41,9 +41,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="use this machine's kernel instead of a micro-VM (needs sched_ext + root)")
     p.set_defaults(func=_run)
 
+    k = subparsers.add_parser("verifier-keys", help="list, rotate, retire or export the "
+                              "verifier's token signing keys")
+    ks = k.add_subparsers(dest="keys_command", metavar="ACTION")
+    ks.required = True
+    ks.add_parser("list", help="show the key ring").set_defaults(func=_keys_list)
+    ks.add_parser("rotate", help="make a new active key (old ones stay trusted)").set_defaults(
+        func=_keys_rotate)
+    r = ks.add_parser("retire", help="stop trusting a key")
+    r.add_argument("key_id")
+    r.set_defaults(func=_keys_retire)
+    e = ks.add_parser("export", help="write the trusted public keys for executors")
+    e.add_argument("path", type=Path)
+    e.set_defaults(func=_keys_export)
 
-def parse_sets(pairs: list[str]) -> dict[str, int | bool | str]:
-    out: dict[str, int | bool | str] = {}
+
+def _ring():
+    from schedcp.settings import data_dir
+    from schedcp.tokens import KeyRing
+
+    return KeyRing(data_dir() / "keys")
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    for key in _ring().public_keys(include_retired=True):
+        state = "active" if key.active else ("retired" if key.retired else "trusted")
+        print(f"{key.key_id}  {state:8}  created {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(key.created_at))}Z  "
+              f"{base64.b64encode(key.public_key).decode()}")
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    ring = _ring()
+    new = ring.rotate()
+    print(f"active key is now {new}; re-export the public keys to executors")
+    return 0
+
+
+def _keys_retire(args: argparse.Namespace) -> int:
+    _ring().retire(args.key_id)
+    print(f"retired {args.key_id}: tokens it signed are no longer accepted")
+    return 0
+
+
+def _keys_export(args: argparse.Namespace) -> int:
+    print(_ring().export_public(args.path))
+    return 0
+
+
+def parse_sets(pairs: list[str]) -> dict[str, int | float | bool | str]:
+    out: dict[str, int | float | bool | str] = {}
     for pair in pairs:
         if "=" not in pair:
             raise _Usage(f"--set {pair!r}: expected KEY=VALUE")
@@ -78,6 +125,12 @@ def _run(args: argparse.Namespace) -> int:
         tunables = parse_sets(args.set)
     except _Usage as exc:
         print(f"schedcp verify: {exc}", file=sys.stderr)
+        return 2
+    from schedcp.workloads.spec import WORKLOAD_CLASSES
+
+    if args.workload and args.workload not in WORKLOAD_CLASSES:
+        print(f"schedcp verify: unknown workload class {args.workload!r}; "
+              f"use one of {', '.join(WORKLOAD_CLASSES)}", file=sys.stderr)
         return 2
     path = Path(args.file)
     if not path.is_file():
@@ -115,12 +168,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"schedcp verify: {exc}", file=sys.stderr)
         return 2
     rec = signed.record
-    token_b64 = base64.b64encode(signed.token.SerializeToString()).decode() if signed.token \
-        else None
+    token = signed.token
+    token_b64 = base64.b64encode(token.SerializeToString()).decode() if token else None
     if args.json:
         doc = rec.to_dict()
         doc["token"] = token_b64
-        doc["token_key_id"] = signed.token.key_id if signed.token else None
+        doc["token_key_id"] = token.key_id if token else None
         doc["wall_s"] = round(time.monotonic() - t0, 3)
         print(json.dumps(doc, indent=2))
     else:
@@ -131,8 +184,8 @@ def _run(args: argparse.Namespace) -> int:
         if rec.performance:
             print(f"performance: {rec.performance.workload} score {rec.performance.score:.3f}x "
                   "EEVDF")
-        if token_b64:
-            print(f"token ({signed.token.key_id}): {token_b64[:48]}…")
+        if token is not None and token_b64:
+            print(f"token ({token.key_id}): {token_b64[:48]}…")
     if rec.internal_error:
         return 2
     return 0 if rec.passed else 1
