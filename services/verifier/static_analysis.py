@@ -700,6 +700,8 @@ class _InsertFlow:
         self.prog = prog
         self.deferred_ok = deferred_ok
         self.bad: list[int] = []
+        self._breaks: list[list[bool]] = []
+        self._switch_heads: list[bool] = []
 
     def call_inserts(self, call: dict, stack: tuple[str, ...]) -> bool:
         name = callee_name(call) or ""
@@ -731,17 +733,32 @@ class _InsertFlow:
             return True
         return kind == "CallExpr" and self.call_inserts(node, stack)
 
-    def stmt(self, node: dict, ins: bool, stack: tuple[str, ...]) -> bool | None:
-        """State after ``node`` on fall-through (None: never falls through)."""
+    def stmt(self, node: dict, ins: bool | None, stack: tuple[str, ...]) -> bool | None:
+        """State after ``node`` on fall-through (None: never falls through).
+
+        ``ins`` None means unreachable (e.g. the top of a switch body before
+        its first label); a case label makes it reachable again.
+        """
         kind = node.get("kind")
         inner = node.get("inner") or []
+        if kind in ("CaseStmt", "DefaultStmt"):
+            head = self._switch_heads[-1] if self._switch_heads else False
+            entry = head if ins is None else (ins and head)
+            return self.stmt(inner[-1], entry, stack) if inner else entry
+        if ins is None:
+            if kind == "CompoundStmt":  # labels may hide inside
+                state: bool | None = None
+                for s in inner:
+                    state = self.stmt(s, state, stack)
+                return state
+            return None
         if kind == "CompoundStmt":
-            state: bool = ins
+            state = ins
             for s in inner:
-                nxt = self.stmt(s, state, stack)
-                if nxt is None:
+                state = self.stmt(s, state, stack)
+                if state is None and not any(
+                        c.get("kind") in ("CaseStmt", "DefaultStmt") for c in inner):
                     return None
-                state = nxt
             return state
         if kind == "ReturnStmt":
             done = ins or any(self.expr(c, stack) for c in inner)
@@ -757,20 +774,37 @@ class _InsertFlow:
                 return None
             return all(s for s in (then, other) if s is not None)
         if kind in ("ForStmt", "WhileStmt", "DoStmt"):
-            for c in inner:
-                if c and c.get("kind") in ("CompoundStmt", "ReturnStmt", "IfStmt"):
-                    self.stmt(c, ins, stack)
+            # The body may run zero times (or its inserts are conditional), so
+            # the state after a loop is the state before it; returns inside
+            # still count.
+            self._breaks.append([])
+            body = inner[-1] if kind != "DoStmt" else inner[0]
+            if body:
+                self.stmt(body, ins, stack)
+            self._breaks.pop()
             return ins
         if kind == "SwitchStmt":
-            for c in inner[1:]:
-                self.stmt(c, ins, stack)
-            return ins
-        if kind in ("CaseStmt", "DefaultStmt", "LabelStmt", "AttributedStmt"):
-            # The labelled statement is the last child (a case value comes first).
+            head = ins or self.expr(inner[0], stack)
+            body = inner[-1]
+            self._switch_heads.append(head)
+            self._breaks.append([])
+            fall = self.stmt(body, None, stack)
+            exits = self._breaks.pop()
+            self._switch_heads.pop()
+            has_default = any(n.get("kind") == "DefaultStmt" for n in walk(body))
+            outs = exits + ([fall] if fall is not None else []) + ([head] if not has_default else [])
+            return all(outs) if outs else None
+        if kind in ("LabelStmt", "AttributedStmt"):
             return self.stmt(inner[-1], ins, stack) if inner else ins
         if kind == "GotoStmt":
             return None
-        if kind in ("BreakStmt", "ContinueStmt", "NullStmt"):
+        if kind == "BreakStmt":
+            if self._breaks:
+                self._breaks[-1].append(ins)
+            return None
+        if kind == "ContinueStmt":
+            return None
+        if kind == "NullStmt":
             return ins
         if kind == "DeclStmt":
             return ins or any(self.expr(c, stack) for d in inner for c in d.get("inner", []))

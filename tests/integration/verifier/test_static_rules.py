@@ -143,3 +143,26 @@ def test_direct_vtime_write_is_deprecated_warning(analyze):
 
 def test_no_struct_ops(analyze):
     assert analyze(ENQ_OK)["no-struct-ops"] is Severity.ERROR
+
+
+SWITCH = """void BPF_STRUCT_OPS(t_enqueue, struct task_struct *p, u64 f)
+{
+	switch (p->policy) {
+	case 1:
+	case 2:
+		sc_dsq_insert(p, SCX_DSQ_LOCAL, SCX_SLICE_DFL, f);
+		break;
+	%s
+	}
+}
+""" + ops("enqueue")
+
+
+def test_switch_paths(analyze):
+    every = SWITCH % "default:\n\t\tsc_dsq_insert(p, SCX_DSQ_GLOBAL, SCX_SLICE_DFL, f);"
+    assert "enqueue-no-insert" not in analyze(every)
+    # No default: a policy other than 1/2 leaves the switch without an insert.
+    assert analyze(SWITCH % "")["enqueue-no-insert"] is Severity.ERROR
+    # A case that breaks out without inserting.
+    lost = SWITCH % "case 3:\n\t\tbreak;\n\tdefault:\n\t\tsc_dsq_insert(p, SCX_DSQ_GLOBAL, 0, f);"
+    assert analyze(lost)["enqueue-no-insert"] is Severity.ERROR
