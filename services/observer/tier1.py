@@ -467,6 +467,7 @@ class Tier1Sampler:
         interval = self._poll
         while True:
             t_poll = time.monotonic()
+            cpu_poll = time.thread_time()
             tgids = members() - self._exclude
             seen: set[tuple[int, int]] = set()
             nthreads = 0
@@ -499,8 +500,10 @@ class Tier1Sampler:
             polls += 1
             now = time.monotonic()
             cost = now - t_poll
-            # Keep the sampler's own CPU share near the budget on big trees.
-            interval = max(self._poll, cost / self._budget if self._budget > 0 else self._poll)
+            # Keep the sampler's own CPU share near the budget on big trees. CPU
+            # time, not wall: on a busy node a poll waits for a CPU too.
+            cpu_cost = time.thread_time() - cpu_poll
+            interval = max(self._poll, cpu_cost / self._budget if self._budget > 0 else self._poll)
             # The tree is gone once two polls in a row find nothing (one empty
             # read can be a transient race, e.g. during exec).
             empty_polls = empty_polls + 1 if not seen else 0
