@@ -34,8 +34,10 @@ class VerifierServicer(services_pb2_grpc.VerifierServiceServicer):
         def progress(stage: StageResult) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, stage)
 
-        task = loop.run_in_executor(None, lambda: self.verifier.verify(
-            cand, node_selector=request.plan.target if request.plan.HasField("target") else None,
+        # to_thread (not run_in_executor) carries the RPC's trace context along.
+        task = asyncio.ensure_future(asyncio.to_thread(
+            self.verifier.verify, cand,
+            node_selector=request.plan.target if request.plan.HasField("target") else None,
             policy=request.plan.policy, progress=progress,
             skip_performance=request.skip_performance))
         task.add_done_callback(lambda _f: loop.call_soon_threadsafe(queue.put_nowait, None))
@@ -60,6 +62,7 @@ class VerifierServicer(services_pb2_grpc.VerifierServiceServicer):
         if rec is None:
             await abort_for(context, NotFound(f"no verdict {request.verdict_id!r}",
                                               hint="verdicts are kept in the verifier's cache"))
+            raise AssertionError("abort_for always raises")
         return verdict_to_proto(rec)
 
     async def PublicKeys(self, request: services_pb2.PublicKeysRequest,  # noqa: N802

@@ -15,7 +15,7 @@ from pathlib import Path
 from schedcp import tokens
 from schedcp.v1 import common_pb2, verdict_pb2
 from services.verifier.domain import Candidate, StageResult
-from services.verifier.pipeline import VerdictCache, VerdictRecord, VerificationPipeline
+from services.verifier.pipeline import Stage, VerdictCache, VerdictRecord, VerificationPipeline
 
 
 @dataclass
@@ -39,9 +39,26 @@ class ExecutionVerifier:
                policy: common_pb2.PolicyRef | None = None,
                progress: Callable[[StageResult], None] | None = None,
                skip_performance: bool = False, use_cache: bool = True) -> SignedVerdict:
-        with self._slots:
+        from schedcp import tracing
+
+        with tracing.tracer().start_as_current_span("verifier.verify") as span, self._slots:
             rec = self.pipeline.verify(candidate, progress=progress,
                                        skip_performance=skip_performance, use_cache=use_cache)
+            # The decision and why: which stage failed first, with which rules.
+            failed = next((s for s in rec.stages if s.status.value == "failed"), None)
+            span.set_attribute("schedcp.verdict", "pass" if rec.passed else "fail")
+            span.set_attribute("schedcp.verdict_id", rec.verdict_id)
+            span.set_attribute("schedcp.candidate", candidate.name)
+            span.set_attribute("schedcp.artifact_digest", rec.artifact_digest)
+            span.set_attribute("schedcp.config_digest", rec.config_digest)
+            span.set_attribute("schedcp.cached", rec.cached)
+            if failed is not None:
+                span.set_attribute("schedcp.failed_stage", failed.name)
+                span.set_attribute("schedcp.failed_rules",
+                                   sorted({f.rule for f in failed.findings
+                                           if f.severity.label == "error"}))
+            for s in rec.stages:
+                span.set_attribute(f"schedcp.stage.{s.name}", f"{s.status.value} {s.duration_s:.2f}s")
         token = None
         if rec.passed:
             sel = node_selector if node_selector is not None else common_pb2.NodeSelector(
@@ -80,7 +97,7 @@ def default_verifier(data_dir: Path, *, duration_s: float = 6.0, max_wait_s: flo
     kernel = ensure_kernel()
     builder = BpfBuilder(btf=kernel.vmlinux)
     nodes = (lambda: boot_vm_node(kernel=kernel)) if use_vm else host_node
-    stages = {
+    stages: dict[str, Stage] = {
         "build": BuildStage(builder=builder),
         "static": StaticStage(project_include_dirs=[BPF_INCLUDE_DIR]),
         "kernel_verifier": KernelVerifierStage(nodes=nodes),
