@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * cgfair: cgroup-weight-aware fair sharing.
+ *
+ * Design: CPU is shared between cgroups by their cpu.weight first, then
+ * between the tasks of a cgroup. Every cgroup has a virtual time that
+ * advances by the CPU its tasks use, scaled by 100/cpu.weight (weights come
+ * from ops.cgroup_init and ops.cgroup_set_weight, keyed by cgroup id). A task
+ * is queued in one shared DSQ at its cgroup's vtime, clamped to at most
+ * max_lag_slices slices behind the global clock (bounded credit for idle
+ * cgroups), so a cgroup with ten busy tasks gets the same CPU as a cgroup
+ * with one when their weights are equal. Within a cgroup tasks take turns in
+ * queueing order, and nice is honoured by the slice: a task gets
+ * slice_us * weight/100 (clamped to [min_slice_us, 4 * slice_us]).
+ *
+ * No starvation: keys are clamped to the forward-only global clock and a
+ * cgroup's vtime only grows while it runs, so every waiting task becomes the
+ * lowest key in bounded time.
+ *
+ * Trade-offs: flat (one level) rather than truly hierarchical: nested cgroups
+ * are weighted by their own cpu.weight only. Where it fits: multi-tenant
+ * hosts, containers and systemd slices with cpu.weight set.
+ */
+#include <schedcp/common.bpf.h>
+
+char _license[] SEC("license") = "GPL";
+
+/* Tunables: set by the loader before load (see cgfair.json). */
+const volatile u64 slice_us = 5000;		/* slice of a nice-0 task */
+const volatile u64 min_slice_us = 500;		/* floor of a low-weight task's slice */
+const volatile u32 max_lag_slices = 2;		/* credit an idle cgroup brings back */
+
+#define SHARED_DSQ 1ULL
+
+struct cg_ctx {
+	u64 vtime;		/* advances by used * 100 / weight */
+	u32 weight;		/* cpu.weight, 1..10000, 100 = default */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u64);	/* cgroup id (kernfs node id) */
+	__type(value, struct cg_ctx);
+} cgfair_cgroups SEC(".maps");
+
+struct task_ctx {
+	u64 run_start;
+	u64 cgid;		/* cgroup charged for this stint */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_ctx);
+} cgfair_tasks SEC(".maps");
+
+/* Global virtual clock: the key of the most recent task to start running. */
+static u64 vtime_now;
+
+static __always_inline u64 base_slice_ns(void)
+{
+	return slice_us * SC_NSEC_PER_USEC;
+}
+
+static __always_inline u64 task_slice_ns(struct task_struct *p)
+{
+	u32 weight = p->scx.weight ? p->scx.weight : 100;
+	u64 s = base_slice_ns() * weight / 100;
+
+	s = sc_max(s, min_slice_us * SC_NSEC_PER_USEC);
+	return sc_min(s, 4 * base_slice_ns());
+}
+
+static __always_inline u64 task_cgid(struct task_struct *p)
+{
+	return BPF_CORE_READ(p, cgroups, dfl_cgrp, kn, id);
+}
+
+/* The cgroup's context, created (weight 100, at the clock) if missing. */
+static __always_inline struct cg_ctx *cg_of(u64 cgid)
+{
+	struct cg_ctx *cg = bpf_map_lookup_elem(&cgfair_cgroups, &cgid);
+	struct cg_ctx fresh = { .vtime = vtime_now, .weight = 100 };
+
+	if (cg)
+		return cg;
+	bpf_map_update_elem(&cgfair_cgroups, &cgid, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&cgfair_cgroups, &cgid);
+}
+
+s32 BPF_STRUCT_OPS(cgfair_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+{
+	bool is_idle = false;
+	s32 cpu = sc_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
+
+	if (is_idle)
+		sc_dsq_insert(p, SCX_DSQ_LOCAL, task_slice_ns(p), 0);
+	return cpu;
+}
+
+void BPF_STRUCT_OPS(cgfair_enqueue, struct task_struct *p, u64 enq_flags)
+{
+	struct cg_ctx *cg = cg_of(task_cgid(p));
+	u64 floor = vtime_now - (u64)max_lag_slices * base_slice_ns();
+	u64 vtime = cg ? cg->vtime : vtime_now;
+
+	/* An idle cgroup comes back with bounded credit only. */
+	if (sc_vtime_before(vtime, floor))
+		vtime = floor;
+	sc_dsq_insert_vtime(p, SHARED_DSQ, task_slice_ns(p), vtime, enq_flags);
+}
+
+void BPF_STRUCT_OPS(cgfair_dispatch, s32 cpu, struct task_struct *prev)
+{
+	sc_dsq_move_to_local(SHARED_DSQ);
+}
+
+void BPF_STRUCT_OPS(cgfair_running, struct task_struct *p)
+{
+	struct task_ctx *tctx = bpf_task_storage_get(&cgfair_tasks, p, 0, 0);
+
+	if (sc_vtime_before(vtime_now, p->scx.dsq_vtime))
+		vtime_now = p->scx.dsq_vtime;
+	if (tctx) {
+		tctx->run_start = sc_now();
+		tctx->cgid = task_cgid(p);
+	}
+}
+
+void BPF_STRUCT_OPS(cgfair_stopping, struct task_struct *p, bool runnable)
+{
+	struct task_ctx *tctx = bpf_task_storage_get(&cgfair_tasks, p, 0, 0);
+	struct cg_ctx *cg;
+	u64 now = sc_now(), used = 0;
+	u32 weight;
+
+	if (!tctx)
+		return;
+	if (now > tctx->run_start)
+		used = now - tctx->run_start;
+	cg = cg_of(tctx->cgid);
+	if (!cg)
+		return;
+	weight = cg->weight ? cg->weight : 100;
+	/* Several CPUs may charge the same cgroup at once. */
+	__sync_fetch_and_add(&cg->vtime, used * 100 / weight);
+}
+
+s32 BPF_STRUCT_OPS_SLEEPABLE(cgfair_init_task, struct task_struct *p,
+			     struct scx_init_task_args *args)
+{
+	if (!bpf_task_storage_get(&cgfair_tasks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		return -12; /* -ENOMEM */
+	return 0;
+}
+
+s32 BPF_STRUCT_OPS_SLEEPABLE(cgfair_cgroup_init, struct cgroup *cgrp,
+			     struct scx_cgroup_init_args *args)
+{
+	u64 cgid = cgrp->kn->id;
+	struct cg_ctx cg = { .vtime = vtime_now, .weight = args->weight ? args->weight : 100 };
+
+	bpf_map_update_elem(&cgfair_cgroups, &cgid, &cg, BPF_ANY);
+	return 0;
+}
+
+void BPF_STRUCT_OPS(cgfair_cgroup_exit, struct cgroup *cgrp)
+{
+	u64 cgid = cgrp->kn->id;
+
+	bpf_map_delete_elem(&cgfair_cgroups, &cgid);
+}
+
+void BPF_STRUCT_OPS(cgfair_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
+{
+	struct cg_ctx *cg = cg_of(cgrp->kn->id);
+
+	if (cg)
+		cg->weight = weight ? weight : 100;
+}
+
+s32 BPF_STRUCT_OPS_SLEEPABLE(cgfair_init)
+{
+	return sc_create_dsq(SHARED_DSQ, -1);
+}
+
+void BPF_STRUCT_OPS(cgfair_exit, struct scx_exit_info *ei)
+{
+	SC_RECORD_EXIT(ei);
+}
+
+SEC(".struct_ops.link")
+struct sched_ext_ops cgfair_ops = {
+	.select_cpu		= (void *)cgfair_select_cpu,
+	.enqueue		= (void *)cgfair_enqueue,
+	.dispatch		= (void *)cgfair_dispatch,
+	.running		= (void *)cgfair_running,
+	.stopping		= (void *)cgfair_stopping,
+	.init_task		= (void *)cgfair_init_task,
+	.cgroup_init		= (void *)cgfair_cgroup_init,
+	.cgroup_exit		= (void *)cgfair_cgroup_exit,
+	.cgroup_set_weight	= (void *)cgfair_cgroup_set_weight,
+	.init			= (void *)cgfair_init,
+	.exit			= (void *)cgfair_exit,
+	.name			= "cgfair",
+};

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * iboost: latency-aware interactive boost.
+ *
+ * Design: every task carries an exponentially weighted average of how long it
+ * runs before it sleeps or is preempted (its burst). One vtime-ordered DSQ is
+ * keyed by  enqueue_time + penalty, where the penalty grows with the burst:
+ * a task that wakes often and runs briefly sorts near the front, a CPU hog up
+ * to hog_delay_ms behind. Short-burst tasks get a short slice (slice_us) so
+ * they cannot hide a hog; tasks classed as hogs (burst >= burst_thresh_us)
+ * get a long slice (hog_slice_us) at the lower priority, which costs them no
+ * throughput. When an interactive task wakes and no CPU is idle, it preempts
+ * a CPU that is running a hog (SCX_KICK_PREEMPT), so its wait is a
+ * context switch rather than the rest of a hog's slice.
+ *
+ * No starvation: the penalty is bounded by hog_delay_ms and the key is
+ * wall-clock based, so a hog waits at most hog_delay_ms behind any later
+ * arrival; preemption only requeues a hog, it never drops it.
+ *
+ * Trade-offs: hogs lose some throughput to preemptions and to the short
+ * delay; a task changing behaviour is reclassified after a few bursts (EWMA).
+ * Where it fits: desktops, terminals and request handlers next to batch work.
+ */
+#include <schedcp/common.bpf.h>
+
+char _license[] SEC("license") = "GPL";
+
+/* Tunables: set by the loader before load (see iboost.json). */
+const volatile u64 slice_us = 3000;		/* slice of interactive tasks */
+const volatile u64 hog_slice_us = 20000;	/* slice of CPU hogs */
+const volatile u64 burst_thresh_us = 2000;	/* average burst at or above this = hog */
+const volatile u64 hog_delay_ms = 20;		/* largest penalty (a full hog) */
+const volatile bool preempt_hogs = true;	/* interactive wakeups kick a hog's CPU */
+
+#define SHARED_DSQ 1ULL
+#define MAX_CPUS 64
+
+struct task_ctx {
+	u64 avg_burst;		/* EWMA of ns run per stint (3/4 old, 1/4 new) */
+	u64 run_start;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_ctx);
+} iboost_tasks SEC(".maps");
+
+/* Per CPU: 1 while the task running there is a hog (a preemption victim). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_CPUS);
+	__type(key, u32);
+	__type(value, u32);
+} iboost_cpu_hog SEC(".maps");
+
+/* Largest key that started running: the queue's clock, only moves forward. */
+static u64 vtime_now;
+
+static __always_inline struct task_ctx *ctx_of(struct task_struct *p)
+{
+	return bpf_task_storage_get(&iboost_tasks, p, 0, 0);
+}
+
+static __always_inline bool is_hog(struct task_ctx *tctx)
+{
+	return tctx && tctx->avg_burst >= burst_thresh_us * SC_NSEC_PER_USEC;
+}
+
+static __always_inline u64 slice_for(struct task_ctx *tctx)
+{
+	return (is_hog(tctx) ? hog_slice_us : slice_us) * SC_NSEC_PER_USEC;
+}
+
+/* Burst -> penalty: linear up to the hog threshold, then the full delay. */
+static __always_inline u64 penalty_for(struct task_ctx *tctx)
+{
+	u64 thresh = burst_thresh_us * SC_NSEC_PER_USEC;
+	u64 max = hog_delay_ms * SC_NSEC_PER_MSEC;
+
+	if (!tctx || !thresh)
+		return 0;
+	if (tctx->avg_burst >= thresh)
+		return max;
+	return max * tctx->avg_burst / thresh;
+}
+
+/* Find a CPU running a hog, starting with @prefer, and preempt it. */
+static __always_inline void kick_a_hog(s32 prefer)
+{
+	u32 nr = scx_bpf_nr_cpu_ids();
+	u32 i;
+
+	for (i = 0; i < MAX_CPUS && i < nr; i++) {
+		u32 cpu = ((u32)prefer + i) % nr;
+		u32 *hog = bpf_map_lookup_elem(&iboost_cpu_hog, &cpu);
+
+		if (hog && *hog) {
+			*hog = 0;	/* one kick per victim until it runs again */
+			sc_kick_cpu(cpu, SCX_KICK_PREEMPT);
+			return;
+		}
+	}
+}
+
+s32 BPF_STRUCT_OPS(iboost_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+{
+	bool is_idle = false;
+	s32 cpu = sc_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
+
+	if (is_idle)
+		sc_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(ctx_of(p)), 0);
+	return cpu;
+}
+
+void BPF_STRUCT_OPS(iboost_enqueue, struct task_struct *p, u64 enq_flags)
+{
+	struct task_ctx *tctx = ctx_of(p);
+	u64 key = sc_now() + penalty_for(tctx);
+
+	/* Wall-clock keys never trail the queue clock by more than one delay. */
+	if (sc_vtime_before(key + hog_delay_ms * SC_NSEC_PER_MSEC, vtime_now))
+		key = vtime_now;
+	sc_dsq_insert_vtime(p, SHARED_DSQ, slice_for(tctx), key, enq_flags);
+
+	if (preempt_hogs && (enq_flags & SCX_ENQ_WAKEUP) && !is_hog(tctx))
+		kick_a_hog(scx_bpf_task_cpu(p));
+}
+
+void BPF_STRUCT_OPS(iboost_dispatch, s32 cpu, struct task_struct *prev)
+{
+	sc_dsq_move_to_local(SHARED_DSQ);
+}
+
+void BPF_STRUCT_OPS(iboost_running, struct task_struct *p)
+{
+	struct task_ctx *tctx = ctx_of(p);
+	u32 cpu = scx_bpf_task_cpu(p);
+	u32 *hog = bpf_map_lookup_elem(&iboost_cpu_hog, &cpu);
+
+	if (sc_vtime_before(vtime_now, p->scx.dsq_vtime))
+		vtime_now = p->scx.dsq_vtime;
+	if (hog)
+		*hog = is_hog(tctx);
+	if (tctx)
+		tctx->run_start = sc_now();
+}
+
+void BPF_STRUCT_OPS(iboost_stopping, struct task_struct *p, bool runnable)
+{
+	struct task_ctx *tctx = ctx_of(p);
+	u32 cpu = scx_bpf_task_cpu(p);
+	u32 *hog = bpf_map_lookup_elem(&iboost_cpu_hog, &cpu);
+	u64 now = sc_now(), ran = 0;
+
+	if (hog)
+		*hog = 0;
+	if (!tctx)
+		return;
+	if (now > tctx->run_start)
+		ran = now - tctx->run_start;
+	tctx->avg_burst = (tctx->avg_burst * 3 + ran) / 4;
+}
+
+s32 BPF_STRUCT_OPS_SLEEPABLE(iboost_init_task, struct task_struct *p,
+			     struct scx_init_task_args *args)
+{
+	if (!bpf_task_storage_get(&iboost_tasks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		return -12; /* -ENOMEM */
+	return 0;
+}
+
+s32 BPF_STRUCT_OPS_SLEEPABLE(iboost_init)
+{
+	return sc_create_dsq(SHARED_DSQ, -1);
+}
+
+void BPF_STRUCT_OPS(iboost_exit, struct scx_exit_info *ei)
+{
+	SC_RECORD_EXIT(ei);
+}
+
+SEC(".struct_ops.link")
+struct sched_ext_ops iboost_ops = {
+	.select_cpu	= (void *)iboost_select_cpu,
+	.enqueue	= (void *)iboost_enqueue,
+	.dispatch	= (void *)iboost_dispatch,
+	.running	= (void *)iboost_running,
+	.stopping	= (void *)iboost_stopping,
+	.init_task	= (void *)iboost_init_task,
+	.init		= (void *)iboost_init,
+	.exit		= (void *)iboost_exit,
+	.name		= "iboost",
+};
