@@ -111,3 +111,14 @@ def test_performance_judgement():
     assert ok.result.score > 1 and all(f.severity is Severity.INFO for f in ok.findings)
     bad = judge_performance(m, primary="ops", workload="w", repetitions=2, threshold_pct=10)
     assert bad.findings[0].rule == "performance-regression"
+
+
+def test_parse_suite_output_takes_last_json_report():
+    from services.verifier.stages import parse_suite_output
+
+    out = 'noise\n{"tasks": [{"name": "a"}], "cpus": 2}\n'
+    assert parse_suite_output(out)["cpus"] == 2
+    broken = parse_suite_output("Traceback ...\n")
+    assert broken["tasks"] == [] and "error" in broken
+    # The judge turns a missing report into a failure, never a silent pass.
+    assert [f.rule for f in judge_suite(broken, _State(), max_wait_s=2)] == ["suite-error"]
