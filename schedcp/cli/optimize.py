@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -275,11 +276,43 @@ class CommandObserver:
         )
         if self.node == "vm":
             text = await observe_cli._observe_in_vm(ns, self.cmd)
-            start = text.find("{")
-            return json_format.Parse(
-                text[start:], profile_pb2.WorkloadProfile(), ignore_unknown_fields=True
+            doc = _last_profile_json(text)
+            return json_format.ParseDict(
+                doc, profile_pb2.WorkloadProfile(), ignore_unknown_fields=True
             )
-        return await observe_cli._observe_here(ns, self.cmd)
+        # The workload inherits stdout; point it at stderr meanwhile so that
+        # `--json` output stays one document.
+        saved = os.dup(1)
+        sys.stdout.flush()
+        os.dup2(2, 1)
+        try:
+            return await observe_cli._observe_here(ns, self.cmd)
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _last_profile_json(text: str) -> dict[str, Any]:
+    """The profile document in the guest's output (the workload may print JSON too)."""
+    decoder = json.JSONDecoder()
+    found: dict[str, Any] | None = None
+    i = 0
+    while (i := text.find("{", i)) != -1:
+        try:
+            doc, end = decoder.raw_decode(text, i)
+        except ValueError:
+            i += 1
+            continue
+        if isinstance(doc, dict) and "profile_id" in doc:
+            found = doc
+        i = end
+    if found is None:
+        raise SchedcpError(
+            "the micro-VM observation printed no profile",
+            hint="run `schedcp observe --node vm -- CMD` to see its output",
+        )
+    return found
 
 
 class LocalVerifier:
