@@ -240,6 +240,9 @@ def render(p: profile_pb2.WorkloadProfile) -> str:
                      f"{c.cpu_seconds:.3f} s CPU, {c.memory_bytes} bytes, overhead {c.overhead_pct:.2f}%"
                      + (f", {c.llm_tokens} LLM tokens" if c.llm_tokens else "")
                      + f" [{', '.join(c.tools)}]")
+    for c in p.probe_costs:
+        lines.append(f"  probe    {', '.join(c.tools)}: {c.cpu_seconds * 1e3:.1f} ms in kernel, "
+                     f"{c.memory_bytes} bytes of maps, overhead {c.overhead_pct:.3f}%")
     lines += ["", p.description]
     return "\n".join(lines)
 

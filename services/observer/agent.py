@@ -187,6 +187,8 @@ class ObservationAgent:
         profile.features.CopyFrom(features)
         profile.goal.CopyFrom(goal_for(workload_class, features))
         profile.costs.extend(costs)
+        if t2 is not None:
+            profile.probe_costs.extend(t2.probe_costs())
         profile.observed_at.GetCurrentTime()
         profile.description = describe(profile, result, t2, notes)
         return profile

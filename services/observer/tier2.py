@@ -87,6 +87,15 @@ class Tier2Result:
     births: int = 0
     window_seconds: float = 0.0
 
+    def probe_costs(self) -> list[profile_pb2.AnalysisCost]:
+        """One AnalysisCost per probe: its kernel run time, map bound and share of node CPU."""
+        ncpu = os.cpu_count() or 1
+        win = max(self.window_seconds, 1e-3)
+        return [profile_pb2.AnalysisCost(
+            tier=profile_pb2.TIER_DEEP, wall_seconds=r.attached_seconds, cpu_seconds=r.run_time_ns / 1e9,
+            memory_bytes=r.map_bytes_bound, tools=[f"ebpf:{r.name}"],
+            overhead_pct=100.0 * r.run_time_ns / (win * 1e9 * ncpu)) for r in self.probes]
+
     def apply(self, f: profile_pb2.WorkloadFeatures) -> None:
         """Copy the deep results into a profile's features."""
         for name in ("runqueue_latency", "timeslice", "task_lifetime"):

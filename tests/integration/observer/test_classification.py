@@ -58,6 +58,10 @@ def test_deep_profile_records_what_depth_cost() -> None:
     assert [c.tier for c in prof.costs] == [profile_pb2.TIER_SUMMARY, profile_pb2.TIER_DEEP]
     deep = prof.costs[1]
     assert deep.wall_seconds >= 1.4 and deep.memory_bytes > 0 and deep.overhead_pct < 5
+    assert [c.tools[0] for c in prof.probe_costs] == ["ebpf:runqlat", "ebpf:timeslice", "ebpf:wakegraph",
+                                                     "ebpf:lifetime"]
+    assert all(c.memory_bytes > 0 and c.overhead_pct < 5 for c in prof.probe_costs)
+    assert sum(c.memory_bytes for c in prof.probe_costs) == deep.memory_bytes
     f = prof.features
     assert f.runqueue_latency.samples > 0 and f.timeslice.samples > 0
     assert any(e.waker == "python" and e.wakee == "python" for e in f.wakeup_graph)
