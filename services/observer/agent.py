@@ -177,12 +177,12 @@ class ObservationAgent:
         profile = profile_pb2.WorkloadProfile(
             profile_id=uuid.uuid4().hex,
             node=self.node,
-            workload_class=workload_class,
             class_confidence=confidence,
             tier=tier,
             window_seconds=t1.window_seconds,
             trigger=trigger,
         )
+        profile.workload_class = workload_class  # type: ignore[assignment]  # enum values are ints
         profile.workload.CopyFrom(t1.identity)
         profile.features.CopyFrom(features)
         profile.goal.CopyFrom(goal_for(workload_class, features))

@@ -165,8 +165,8 @@ def goal_for(workload_class: int, f: profile_pb2.WorkloadFeatures) -> profile_pb
     kind, metric, constraints = _GOALS.get(
         workload_class, (common_pb2.GOAL_THROUGHPUT, "cpu_utilization",
                          ["class unknown: only accept changes that regress nothing"]))
-    goal = profile_pb2.OptimizationGoal(kind=kind, metric=metric, constraints=list(constraints),
-                                        max_regression_pct=5.0)
+    goal = profile_pb2.OptimizationGoal(metric=metric, constraints=list(constraints), max_regression_pct=5.0)
+    goal.kind = kind  # type: ignore[assignment]  # stubs want the enum type; values are ints
     if f.runqueue_wait_fraction > 0.3:
         goal.constraints.append(
             f"run-queue wait is {f.runqueue_wait_fraction:.0%} of runnable time: the node is oversubscribed")
