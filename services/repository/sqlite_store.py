@@ -50,6 +50,9 @@ from .store import (
     TunableType,
     WorkloadClass,
     check_transition,
+    class_affinity,
+    class_match_for,
+    class_texts,
     content_digest,
     document_text,
     historical_ratio,
@@ -235,6 +238,7 @@ class SqliteStore:
         self._index = _VectorIndex(embedder.dimension)
         self._closed = False
         self._write_gen = 0
+        self._class_vecs: np.ndarray | None = None
         self._init_schema()
 
     # ------------------------------------------------------------ plumbing
@@ -645,7 +649,8 @@ class SqliteStore:
                 best[s] = float(sims[i])
                 if len(best) >= pool:
                     break
-        hits = self._rank(conn, query, best)
+        affinity = class_affinity(qvec, self._class_vectors(), query.workload_classes)
+        hits = self._rank(conn, query, best, affinity)
         out: list[SearchHit] = []
         with self._read() as rconn:
             for hit, seq in hits[: query.limit]:
@@ -692,8 +697,14 @@ class SqliteStore:
         rows = conn.execute(f"SELECT seq FROM policies WHERE {' AND '.join(clauses)}", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def _rank(self, conn: sqlite3.Connection, query: SearchQuery,
-              best: dict[int, float]) -> list[tuple[SearchHit, int]]:
+    def _class_vectors(self) -> np.ndarray:
+        """Embeddings of the workload-class prose, computed once per store object."""
+        if self._class_vecs is None:
+            self._class_vecs = self._embedder.embed(class_texts())
+        return self._class_vecs
+
+    def _rank(self, conn: sqlite3.Connection, query: SearchQuery, best: dict[int, float],
+              affinity: dict[WorkloadClass, float]) -> list[tuple[SearchHit, int]]:
         if not best:
             return []
         terms = query_terms(query.text)
@@ -716,7 +727,8 @@ class SqliteStore:
                 continue
             relevant = relevant_records(records[seq], query.workload_classes)
             kw = keyword_fraction(terms, keyword_text(policy))
-            score = rank_score(similarity=sim, keyword=kw, records=relevant, status=policy.status)
+            score = rank_score(similarity=sim, keyword=kw, records=relevant, status=policy.status,
+                               class_match=class_match_for(policy, affinity))
             hit = SearchHit(policy=policy, similarity=sim, historical_ratio=historical_ratio(relevant),
                             score=score, keyword_fraction=kw)
             # One hit per name: the best-scoring version stands for the family.

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
+import numpy as np
+
 from schedcp.digests import sha256_digest
 from schedcp.errors import AlreadyExists, InvalidArgument, NotFound, SchedcpError
 
@@ -508,6 +510,8 @@ def check_transition(ref: str, current: PolicyStatus, target: PolicyStatus, *, r
 #: Weights of the ranking formula (docs/repository.md, "Ranking").
 W_KEYWORD = 0.10
 W_HISTORY = 0.15
+W_CLASS = 0.10
+CLASS_TEMPERATURE = 0.05
 #: Pseudo-count of "ratio 1.0" observations the history is shrunk toward, so
 #: one lucky run does not outrank a well-matched description.
 HISTORY_PRIOR = 2.0
@@ -547,17 +551,49 @@ def historical_ratio(records: Sequence[PerformanceRecord]) -> float:
 
 
 def rank_score(*, similarity: float, keyword: float, records: Sequence[PerformanceRecord],
-               status: PolicyStatus) -> float:
-    """score = similarity + W_KEYWORD*keyword + W_HISTORY*clamp(log2(h), -1, 1) + status bonus,
+               status: PolicyStatus, class_match: float = 0.0) -> float:
+    """score = similarity + W_KEYWORD*keyword + W_CLASS*class_match
+             + W_HISTORY*clamp(log2(h), -1, 1) + status bonus,
 
     where h = (sum of ratios + HISTORY_PRIOR) / (n + HISTORY_PRIOR) shrinks the
-    observed mean toward "no better than EEVDF" when there are few records.
+    observed mean toward "no better than EEVDF" when there are few records,
+    and class_match is ``class_match_for`` of the policy's target classes.
     """
     n = len(records)
     total = historical_ratio(records) * n
     shrunk = (total + HISTORY_PRIOR) / (n + HISTORY_PRIOR)
     history = max(-1.0, min(1.0, math.log2(max(shrunk, 1e-6))))
-    return similarity + W_KEYWORD * keyword + W_HISTORY * history + STATUS_BONUS[status]
+    return (similarity + W_KEYWORD * keyword + W_CLASS * class_match + W_HISTORY * history
+            + STATUS_BONUS[status])
+
+
+def class_texts() -> list[str]:
+    """The prose of each workload class, in ``WorkloadClass`` order, for ``class_affinity``."""
+    return [WORKLOAD_CLASS_TEXT[c] for c in WorkloadClass]
+
+
+def class_affinity(query_vector: np.ndarray | None, class_vectors: np.ndarray,
+                   queried: Sequence[WorkloadClass] = ()) -> dict[WorkloadClass, float]:
+    """How strongly a query reads as each workload class (sums to 1).
+
+    Explicitly queried classes win outright; otherwise a softmax (temperature
+    CLASS_TEMPERATURE) over the query's cosine with each class's prose. This
+    lets a query phrased as a workload ("a game stutters during a build")
+    favour policies whose metadata targets that class even when their
+    description uses scheduler jargon.
+    """
+    if queried:
+        return {c: 1.0 / len(set(queried)) for c in set(queried)}
+    if query_vector is None:
+        return {}
+    logits = (class_vectors @ query_vector) / CLASS_TEMPERATURE
+    weights = np.exp(logits - logits.max())
+    weights /= weights.sum()
+    return {c: float(w) for c, w in zip(WorkloadClass, weights, strict=True)}
+
+
+def class_match_for(policy: Policy, affinity: Mapping[WorkloadClass, float]) -> float:
+    return max((affinity.get(WorkloadClass(c), 0.0) for c in policy.metadata.target_workloads), default=0.0)
 
 
 def document_text(policy: Policy) -> str:

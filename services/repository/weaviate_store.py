@@ -59,6 +59,9 @@ from .store import (
     TunableType,
     WorkloadClass,
     check_transition,
+    class_affinity,
+    class_match_for,
+    class_texts,
     content_digest,
     document_text,
     historical_ratio,
@@ -98,6 +101,7 @@ class WeaviateStore:
         self._client = client
         self._embedder = embedder
         self._limits = limits
+        self._class_vecs: np.ndarray | None = None
         self._names = {k: f"{prefix}{k}" for k in
                        ("Policy", "Passage", "Performance", "StatusChange", "Antipattern", "Event", "Meta")}
         self._ensure_schema()
@@ -504,6 +508,7 @@ class WeaviateStore:
         coll = self._c["Policy"]
         best: dict[str, float] = {}
         props: dict[str, dict[str, Any]] = {}
+        qvec: list[float] = []
         if query.text.strip():
             qvec = [float(x) for x in np.asarray(self._embedder.embed([query.text])[0])]
             res = coll.query.near_vector(near_vector=qvec, limit=pool, filters=filters,
@@ -538,12 +543,17 @@ class WeaviateStore:
                 props[o.properties["ref"]] = o.properties
         history = self._history(list(best))
         terms = query_terms(query.text)
+        if self._class_vecs is None:
+            self._class_vecs = self._embedder.embed(class_texts())
+        affinity = class_affinity(np.asarray(qvec, dtype=np.float32) if query.text.strip() else None,
+                                  self._class_vecs, query.workload_classes)
         ranked: dict[str, SearchHit] = {}
         for ref, sim in best.items():
             policy = self._to_policy(props[ref])
             relevant = relevant_records(history.get(ref, []), query.workload_classes)
             kw = keyword_fraction(terms, keyword_text(policy))
-            score = rank_score(similarity=sim, keyword=kw, records=relevant, status=policy.status)
+            score = rank_score(similarity=sim, keyword=kw, records=relevant, status=policy.status,
+                               class_match=class_match_for(policy, affinity))
             hit = SearchHit(policy=policy, similarity=sim, historical_ratio=historical_ratio(relevant),
                             score=score, keyword_fraction=kw)
             if policy.name not in ranked or score > ranked[policy.name].score:

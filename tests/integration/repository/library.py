@@ -79,16 +79,17 @@ FIXTURE_LIBRARY: dict[str, dict] = {
 }
 
 #: Kind of each fixture policy, as words that would appear in a real library
-#: scheduler's name or tags (used to map labels onto bpf/).
+#: scheduler's name or tags (used to map labels onto bpf/). Checked in this
+#: order, most specific first: real fair schedulers also carry "vtime" tags.
 KIND_WORDS: dict[str, tuple[str, ...]] = {
-    "fifo": ("fifo",),
-    "vtime_fair": ("vtime", "weighted"),
+    "cgroup_fair": ("cgroup",),
+    "edf_latency": ("edf", "deadline"),
     "ljf_batch": ("ljf", "longest"),
     "las": ("las", "sjf", "shortest"),
-    "interactive_boost": ("interactive",),
-    "cache_locality": ("locality", "cache", "prev"),
-    "edf_latency": ("edf", "deadline"),
-    "cgroup_fair": ("cgroup",),
+    "interactive_boost": ("interactive", "iboost"),
+    "cache_locality": ("locality",),
+    "fifo": ("fifo",),
+    "vtime_fair": ("vtime", "weighted"),
 }
 
 #: (workload description, the fixture policy that suits it)
