@@ -107,7 +107,8 @@ async def _observe_here(args: argparse.Namespace, cmd: list[str]) -> profile_pb2
                                        max_overhead_pct=args.max_overhead)
         try:
             # Popen only forks and execs; waiting happens in the sampler thread.
-            proc = subprocess.Popen(cmd, start_new_session=True)  # noqa: ASYNC220
+            # The command's stdout goes to our stderr: stdout carries the profile.
+            proc = subprocess.Popen(cmd, start_new_session=True, stdout=2)  # noqa: ASYNC220
         except OSError as exc:
             raise NotFound(f"cannot start {cmd[0]!r}: {exc.strerror}", hint="check the command and PATH") from exc
         try:
