@@ -83,11 +83,24 @@ def main() -> int:
         for s in rec.stages:
             if s.status is not StageStatus.SKIPPED:
                 stage_times[s.name].append(s.duration_s)
-        rows.append(("corpus", name, want["stage"], want["rule"], stage or "-",
-                     ",".join(sorted(rules)) or "-", "yes" if ok else "NO", wall,
-                     {s.name: s.duration_s for s in rec.stages if s.status is not StageStatus.SKIPPED}))
-        print(f"corpus {name:32} want {want['stage']}/{want['rule']:28} got {stage}/{sorted(rules)} "
-              f"{'ok' if ok else 'MISS'} {wall:.1f}s", flush=True)
+        rows.append(
+            (
+                "corpus",
+                name,
+                want["stage"],
+                want["rule"],
+                stage or "-",
+                ",".join(sorted(rules)) or "-",
+                "yes" if ok else "NO",
+                wall,
+                {s.name: s.duration_s for s in rec.stages if s.status is not StageStatus.SKIPPED},
+            )
+        )
+        print(
+            f"corpus {name:32} want {want['stage']}/{want['rule']:28} got {stage}/{sorted(rules)} "
+            f"{'ok' if ok else 'MISS'} {wall:.1f}s",
+            flush=True,
+        )
 
     false_pos = 0
     for path in library:
@@ -97,23 +110,39 @@ def main() -> int:
         for s in rec.stages:
             if s.status is not StageStatus.SKIPPED:
                 stage_times[s.name].append(s.duration_s)
-        rows.append(("library", path.name, "pass", "-", stage or "pass",
-                     ",".join(sorted(rules)) or "-", "yes" if stage is None else "NO", wall,
-                     {s.name: s.duration_s for s in rec.stages if s.status is not StageStatus.SKIPPED}))
-        print(f"library {path.name:31} -> {stage or 'pass'} {sorted(rules)} {wall:.1f}s", flush=True)
+        rows.append(
+            (
+                "library",
+                path.name,
+                "pass",
+                "-",
+                stage or "pass",
+                ",".join(sorted(rules)) or "-",
+                "yes" if stage is None else "NO",
+                wall,
+                {s.name: s.duration_s for s in rec.stages if s.status is not StageStatus.SKIPPED},
+            )
+        )
+        print(
+            f"library {path.name:31} -> {stage or 'pass'} {sorted(rules)} {wall:.1f}s", flush=True
+        )
 
     throughput = None
     if not args.quick and args.throughput > 0:
-        cands = [_cand(library[i % len(library)], salt=f"tp{i}-{time.time()}")
-                 for i in range(args.throughput)]
+        cands = [
+            _cand(library[i % len(library)], salt=f"tp{i}-{time.time()}")
+            for i in range(args.throughput)
+        ]
         t0 = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
             recs = list(pool.map(lambda c: run(c)[0], cands))
         wall = time.monotonic() - t0
-        throughput = (len(cands), wall, len(cands) / wall * 60.0,
-                      sum(r.passed for r in recs))
-        print(f"throughput: {len(cands)} candidates in {wall:.1f}s with {args.parallel} VM slots "
-              f"= {throughput[2]:.2f}/min", flush=True)
+        throughput = (len(cands), wall, len(cands) / wall * 60.0, sum(r.passed for r in recs))
+        print(
+            f"throughput: {len(cands)} candidates in {wall:.1f}s with {args.parallel} VM slots "
+            f"= {throughput[2]:.2f}/min",
+            flush=True,
+        )
 
     _write(rows, stage_times, detected, considered, false_pos, len(library), throughput, args)
     return 0
@@ -139,25 +168,45 @@ def _write(rows, stage_times, detected, considered, false_pos, n_library, throug
     ]
     if throughput:
         n, wall, per_min, passed = throughput
-        lines.append(f"| candidates per minute through {args.parallel} VM slots | {per_min:.2f} "
-                     f"({n} candidates in {wall:.0f} s, {passed} passed) |")
-    lines += ["", "## Wall time per stage (seconds, over every candidate that reached it)", "",
-              "| stage | n | median | min | max |", "|---|---|---|---|---|"]
+        lines.append(
+            f"| candidates per minute through {args.parallel} VM slots | {per_min:.2f} "
+            f"({n} candidates in {wall:.0f} s, {passed} passed) |"
+        )
+    lines += [
+        "",
+        "## Wall time per stage (seconds, over every candidate that reached it)",
+        "",
+        "| stage | n | median | min | max |",
+        "|---|---|---|---|---|",
+    ]
     for name, ts in stage_times.items():
         if ts:
-            lines.append(f"| {name} | {len(ts)} | {statistics.median(ts):.2f} | {min(ts):.2f} | "
-                         f"{max(ts):.2f} |")
-    lines += ["", "## Per candidate", "",
-              "| set | file | expected stage | expected rule | failed at | error rules | ok | wall s | "
-              "stage times |", "|---|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {name} | {len(ts)} | {statistics.median(ts):.2f} | {min(ts):.2f} | "
+                f"{max(ts):.2f} |"
+            )
+    lines += [
+        "",
+        "## Per candidate",
+        "",
+        "| set | file | expected stage | expected rule | failed at | error rules | ok | wall s | "
+        "stage times |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         times = ", ".join(f"{k} {v:.1f}" for k, v in r[8].items())
-        lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]} | "
-                     f"{r[7]:.1f} | {times} |")
-    lines += ["", "Stages run cheapest first: build, static (clang AST, no VM), kernel_verifier "
-              "(boot a fresh micro-VM and load), dynamic (6 s stress/starvation suite in the same "
-              "VM; the performance A/B is skipped here and measured by `schedcp bench`). A fresh "
-              "VM per candidate is deliberate: a broken scheduler can wedge a kernel.", ""]
+        lines.append(
+            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]} | "
+            f"{r[7]:.1f} | {times} |"
+        )
+    lines += [
+        "",
+        "Stages run cheapest first: build, static (clang AST, no VM), kernel_verifier "
+        "(boot a fresh micro-VM and load), dynamic (6 s stress/starvation suite in the same "
+        "VM; the performance A/B is skipped here and measured by `schedcp bench`). A fresh "
+        "VM per candidate is deliberate: a broken scheduler can wedge a kernel.",
+        "",
+    ]
     OUT.write_text("\n".join(lines))
     print(f"wrote {OUT}")
 

@@ -17,8 +17,8 @@ _STATUS = {
 
 
 def finding_to_proto(f: Finding) -> common_pb2.Finding:
-    return common_pb2.Finding(severity=int(f.severity), rule=f.rule, message=f.message,
-                              file=f.file, line=max(0, f.line), hint=f.hint)
+    return common_pb2.Finding(severity=common_pb2.Severity.Name(int(f.severity)), rule=f.rule,
+                              message=f.message, file=f.file, line=max(0, f.line), hint=f.hint)
 
 
 def stage_to_proto(s: StageResult) -> verdict_pb2.StageResult:
