@@ -260,6 +260,18 @@ def _cgroup_ids(cg: Path) -> list[int]:
     return ids
 
 
+def _cgroup_pids(cg: Path) -> list[int]:
+    """Processes in a cgroup and its descendants (for perf's -p)."""
+    pids: list[int] = []
+    for dirpath, _dirs, _files in os.walk(cg):
+        try:
+            pids += [int(x) for x in Path(dirpath, "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    # An empty cgroup would make perf count the whole node; count nothing instead.
+    return pids or [os.getpid()]
+
+
 class Tier2Profiler:
     """Runs perf and the eBPF probes for one workload for a bounded window."""
 
@@ -307,7 +319,9 @@ class Tier2Profiler:
                 result.probes.append(ProbeReport(name=n, map_bytes_bound=bound))
             stats_fd = enable_run_time_stats()
             if perf:
-                perf_run = _PerfRun(sorted(tgids) if tgids else None, window)
+                # perf counts processes, not cgroups: take the cgroup's members now.
+                perf_pids = sorted(tgids) if tgids else (_cgroup_pids(cgroup) if cgroup is not None else None)
+                perf_run = _PerfRun(perf_pids, window)
             t_attach = self._clock()
             for _, obj in objs:
                 obj.attach()
