@@ -280,6 +280,10 @@ def judge_suite(report: Mapping[str, Any], state: Any, *, max_wait_s: float) -> 
     if ejected:
         ei = getattr(state, "exit", None)
         why = ei.summary() if ei is not None and hasattr(ei, "summary") else "unknown reason"
+        klog = [str(x) for x in (getattr(ei, "kernel_log", None) or [])]
+        detail = [ln for ln in klog if "disabled" not in ln][-2:]
+        if detail:
+            why += " (kernel: " + " | ".join(d.strip() for d in detail) + ")"
         findings.append(Finding(
             Severity.ERROR, "ejected",
             f"the kernel disabled the scheduler during the stress suite: {why}",
