@@ -268,8 +268,7 @@ def _cgroup_pids(cg: Path) -> list[int]:
             pids += [int(x) for x in Path(dirpath, "cgroup.procs").read_text().split()]
         except (OSError, ValueError):
             continue
-    # An empty cgroup would make perf count the whole node; count nothing instead.
-    return pids or [os.getpid()]
+    return pids
 
 
 class Tier2Profiler:
@@ -321,7 +320,10 @@ class Tier2Profiler:
             if perf:
                 # perf counts processes, not cgroups: take the cgroup's members now.
                 perf_pids = sorted(tgids) if tgids else (_cgroup_pids(cgroup) if cgroup is not None else None)
-                perf_run = _PerfRun(perf_pids, window)
+                if perf_pids == []:
+                    result.perf_unsupported.append("perf: the cgroup has no processes")
+                else:
+                    perf_run = _PerfRun(perf_pids, window)
             t_attach = self._clock()
             for _, obj in objs:
                 obj.attach()
