@@ -202,6 +202,23 @@ for _name, _doc in {
     "SCHEDCP_TRACE_FILE": "Also write every finished span as a JSON line to this file (used by tests and `schedcp trace`).",
     "SCHEDCP_LOG_LEVEL": "Log level: debug, info, warning or error.",
     "SCHEDCP_LOG_FORMAT": "Log format: json (default for services) or text.",
+    # The sched_ext substrate (schedcp/substrate) reads these directly.
+    "SCHEDCP_CACHE_DIR": "Cache for kernels, initramfs images, vmlinux.h and built workloads (default <repo>/.cache).",
+    "SCHEDCP_KERNEL": "Boot your own kernel image (vmlinux or bzImage with sched_ext) instead of the fetched Debian one.",
+    "SCHEDCP_KERNEL_MODULES": "With SCHEDCP_KERNEL: the directory of that kernel's modules.",
+    "SCHEDCP_KERNEL_CONFIG": "With SCHEDCP_KERNEL: that kernel's config file, to check CONFIG_SCHED_CLASS_EXT.",
+    "SCHEDCP_DEBIAN_MIRROR": "Debian mirror the kernel fetch downloads from.",
+    "SCHEDCP_ACCEL": "Force the micro-VM accelerator (kvm or tcg) instead of detecting whether KVM really works.",
+    "SCHEDCP_TCG_THREAD": "TCG threading for micro-VMs: multi (default) or single.",
+    "SCHEDCP_QEMU": "Path of qemu-system-x86_64.",
+    "SCHEDCP_VIRTIOFSD": "Path of virtiofsd (default: the one shipped with qemu).",
+    "SCHEDCP_OBSERVER_PROBES_PREBUILT": "Directory of tier-2 probe objects built elsewhere for this kernel (set for micro-VM guests).",
+    "SCHEDCP_GUEST": "Set by schedcp inside micro-VM guests (internal).",
+    "SCHEDCP_JOB_ID": "Set by schedcp for a command running in a micro-VM guest (internal).",
+    "SCHEDCP_RESULTS": "Set by schedcp in a guest: the path of the structured results channel (internal).",
+    "SCHEDCP_NATS_PORT": "Client port of the nats-server `schedcp up` starts.",
+    "SCHEDCP_LLM_PORT": "Port of the local LLM server `schedcp up --llm local` starts.",
+    "SCHEDCP_UP_LLM": "What `schedcp up` uses for the LLM: local, none, or a base URL.",
 }.items():
     _register(_name, None, _doc, "string")
 
@@ -219,10 +236,7 @@ def render_markdown() -> str:
             module = importlib.import_module(mod.name)
             loader = getattr(module, "load", None)
             if callable(loader):
-                try:
-                    loader({})
-                except Exception:  # noqa: BLE001 - rendering docs must not fail on defaults
-                    pass
+                loader({})
     for fn in (data_dir, nats_url, node_name, subject_prefix):
         fn({})
     for svc in SERVICES:
@@ -237,7 +251,11 @@ def render_markdown() -> str:
 
 
 if __name__ == "__main__":
-    print(render_markdown(), end="")
+    # Run as a script this module is __main__, a different object from the
+    # schedcp.settings the services register into: render from that one.
+    from schedcp.settings import render_markdown as _render
+
+    print(_render(), end="")
 
 
 @dataclass(frozen=True)

@@ -51,3 +51,19 @@ def test_every_registered_variable_is_documented() -> None:
     settings.render_markdown()
     undocumented = [v.name for v in settings.ENV_VARS.values() if not v.doc and not v.name.startswith("SCHEDCP_T")]
     assert undocumented == []
+
+
+def test_every_variable_the_code_reads_is_in_the_reference() -> None:
+    import re
+
+    settings.render_markdown()
+    used = set()
+    for path in [*(settings.REPO_ROOT / "schedcp").rglob("*.py"), *(settings.REPO_ROOT / "services").rglob("*.py")]:
+        used.update(re.findall(r'"(SCHEDCP_[A-Z0-9_]*[A-Z0-9])"', path.read_text()))
+    missing = sorted(v for v in used if v not in settings.ENV_VARS)
+    assert missing == [], f"document these in schedcp/settings.py or their service settings: {missing}"
+
+
+def test_the_configuration_reference_is_current() -> None:
+    committed = (settings.REPO_ROOT / "docs" / "configuration.md").read_text()
+    assert committed == settings.render_markdown(), "docs/configuration.md is stale: run `make docs`"
