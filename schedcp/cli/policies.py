@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import builtins
 import json
 import sys
 from collections.abc import Sequence
@@ -76,11 +77,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 class _Repo(Protocol):
-    def list(self, *, statuses: Sequence[Any] = (), all_versions: bool = False) -> list[Any]: ...
-    def search(self, query: Any) -> list[Any]: ...
+    def list(self, *, statuses: Sequence[Any] = (), all_versions: bool = False) -> builtins.list[Any]: ...
+    def search(self, query: Any) -> builtins.list[Any]: ...
     def get(self, name: str, version: str = "") -> Any: ...
     def list_antipatterns(self, *, name: str = "", version: str = "", workload_class: Any = None,
-                          limit: int = 50) -> list[Any]: ...
+                          limit: int = 50) -> builtins.list[Any]: ...
     def close(self) -> None: ...
 
 
@@ -108,20 +109,20 @@ class _RemoteRepo:
                    grpc.StatusCode.UNAVAILABLE: Unavailable}.get(code, SchedcpError)
             raise cls(f"repository service at {self.address}: {details}") from None
 
-    def list(self, *, statuses: Sequence[Any] = (), all_versions: bool = False) -> list[Any]:
+    def list(self, *, statuses: Sequence[Any] = (), all_versions: bool = False) -> builtins.list[Any]:
         from schedcp.v1 import services_pb2
         from services.repository import convert
 
-        resp = self._call("List", services_pb2.ListPoliciesRequest(statuses=[int(s) for s in statuses],
+        resp = self._call("List", services_pb2.ListPoliciesRequest(statuses=[_e(s) for s in statuses],
                                                                      all_versions=all_versions))
         return [convert.policy_from_proto_full(p) for p in resp.policies]
 
-    def search(self, query: Any) -> list[Any]:
+    def search(self, query: Any) -> builtins.list[Any]:
         from schedcp.v1 import services_pb2
         from services.repository import convert
 
-        req = services_pb2.SearchRequest(query=query.text, workload_classes=[int(c) for c in query.workload_classes],
-                                         statuses=[int(s) for s in query.statuses], keywords=list(query.keywords),
+        req = services_pb2.SearchRequest(query=query.text, workload_classes=[_e(c) for c in query.workload_classes],
+                                         statuses=[_e(s) for s in query.statuses], keywords=list(query.keywords),
                                          limit=query.limit)
         return [convert.hit_from_proto(h) for h in self._call("Search", req).hits]
 
@@ -133,16 +134,21 @@ class _RemoteRepo:
                                                                                               version=version)))
 
     def list_antipatterns(self, *, name: str = "", version: str = "", workload_class: Any = None,
-                          limit: int = 50) -> list[Any]:
+                          limit: int = 50) -> builtins.list[Any]:
         from schedcp.v1 import common_pb2, services_pb2
         from services.repository import convert
 
         req = services_pb2.ListAntipatternsRequest(policy=common_pb2.PolicyRef(name=name, version=version),
-                                                   workload_class=int(workload_class or 0), limit=limit)
+                                                   workload_class=_e(workload_class or 0), limit=limit)
         return [convert.antipattern_from_proto(a) for a in self._call("ListAntipatterns", req).antipatterns]
 
     def close(self) -> None:
         self._channel.close()
+
+
+def _e(value: Any) -> Any:
+    # Proto stubs type enum fields as their wrapper class; the runtime takes ints.
+    return int(value)
 
 
 def _service_address() -> str:

@@ -8,6 +8,7 @@ proto value the domain does not know is refused rather than guessed.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -28,6 +29,12 @@ from .store import (
     TunableType,
     WorkloadClass,
 )
+
+
+def _e(value: int) -> Any:
+    """An enum value for a proto field: the generated stubs type enum fields as
+    their wrapper class, while the runtime takes (and we hold) plain ints."""
+    return int(value)
 
 
 def _ts(value: datetime | None, target: Timestamp) -> None:
@@ -66,7 +73,7 @@ def _tunable_value(value: int | float | bool | str, target: common_pb2.TunableVa
 
 
 def tunable_spec_to_proto(spec: TunableSpec) -> policy_pb2.TunableSpec:
-    msg = policy_pb2.TunableSpec(name=spec.name, type=int(spec.type), min=spec.min, max=spec.max,
+    msg = policy_pb2.TunableSpec(name=spec.name, type=_e(spec.type), min=spec.min, max=spec.max,
                                  description=spec.description, unit=spec.unit)
     _tunable_value(spec.default, msg.default)
     return msg
@@ -87,7 +94,7 @@ def tunable_spec_from_proto(msg: policy_pb2.TunableSpec) -> TunableSpec:
 
 
 def record_to_proto(record: PerformanceRecord) -> policy_pb2.PerformanceRecord:
-    msg = policy_pb2.PerformanceRecord(workload_class=int(record.workload_class), metric=record.metric,
+    msg = policy_pb2.PerformanceRecord(workload_class=_e(record.workload_class), metric=record.metric,
                                        ratio=record.ratio, config_digest=record.config_digest,
                                        source=record.source, source_id=record.source_id, success=record.success)
     tunables_to_proto(dict(record.tunables), msg.tunables)
@@ -108,10 +115,10 @@ def policy_to_proto(policy: Policy) -> policy_pb2.Policy:
         name=policy.name, version=policy.version, source=policy.source, source_digest=policy.source_digest,
         artifact_digest=policy.artifact_digest,
         metadata=policy_pb2.PolicyMetadata(description=md.description,
-                                           target_workloads=[int(c) for c in md.target_workloads],
+                                           target_workloads=[_e(c) for c in md.target_workloads],
                                            tags=list(md.tags), author=md.author),
         tunables=[tunable_spec_to_proto(t) for t in policy.tunables], parent=policy.parent, patch=policy.patch,
-        status=int(policy.status), history=[record_to_proto(r) for r in policy.history],
+        status=_e(policy.status), history=[record_to_proto(r) for r in policy.history],
     )
     _ts(policy.created_at, msg.created_at)
     return msg
@@ -131,7 +138,7 @@ def policy_from_proto(msg: policy_pb2.Policy) -> Policy:
 
 
 def finding_to_proto(f: Finding) -> common_pb2.Finding:
-    return common_pb2.Finding(severity=f.severity, rule=f.rule, message=f.message, file=f.file,
+    return common_pb2.Finding(severity=_e(f.severity), rule=f.rule, message=f.message, file=f.file,
                               line=f.line, hint=f.hint)
 
 
@@ -144,7 +151,7 @@ def antipattern_to_proto(ap: Antipattern) -> policy_pb2.Antipattern:
     msg = policy_pb2.Antipattern(
         antipattern_id=ap.antipattern_id,
         policy=common_pb2.PolicyRef(name=ap.policy_name, version=ap.policy_version),
-        workload_class=int(ap.workload_class), reason=ap.reason,
+        workload_class=_e(ap.workload_class), reason=ap.reason,
         findings=[finding_to_proto(f) for f in ap.findings], source_digest=ap.source_digest, stage=ap.stage,
     )
     _ts(ap.at, msg.at)

@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from schedcp.digests import sha256_digest
 
@@ -46,7 +47,7 @@ class SeedReport:
     skipped: tuple[tuple[str, str], ...]
 
 
-def policy_from_metadata(meta: Mapping[str, object], source: str, *, file_label: str = "") -> Policy:
+def policy_from_metadata(meta: Mapping[str, Any], source: str, *, file_label: str = "") -> Policy:
     """Build a library Policy from a bpf/<name>.json document and its C source."""
     where = file_label or str(meta.get("name", "?"))
     try:
@@ -55,14 +56,14 @@ def policy_from_metadata(meta: Mapping[str, object], source: str, *, file_label:
     except KeyError as exc:
         raise InvalidPolicy(f"{where}: metadata lacks {exc}", hint="see docs/bpf.md for the format") from None
     classes = []
-    for cls in meta.get("target_workloads", []) or []:  # type: ignore[union-attr]
+    for cls in meta.get("target_workloads", []) or []:
         try:
             classes.append(WorkloadClass[str(cls)])
         except KeyError:
             raise InvalidPolicy(f"{where}: unknown target workload {cls!r}",
                                 hint="use WorkloadClass names: " + ", ".join(c.name for c in WorkloadClass)) from None
-    tags = tuple(str(t) for t in meta.get("tags", []) or [])  # type: ignore[union-attr]
-    tunables = tuple(tunable_from_json(t) for t in meta.get("tunables", []) or [])  # type: ignore[union-attr]
+    tags = tuple(str(t) for t in meta.get("tags", []) or [])
+    tunables = tuple(tunable_from_json(t) for t in meta.get("tunables", []) or [])
     version = str(meta.get("version") or "1")
     return Policy(name=name, version=version, source=source,
                   metadata=PolicyMetadata(description=description, target_workloads=tuple(classes), tags=tags,

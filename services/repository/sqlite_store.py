@@ -14,6 +14,7 @@ search, load the rows whose id is above the last one seen.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -418,7 +419,7 @@ class SqliteStore:
                 stored += self._insert_policy(conn, policy, digest, group, vectors, status, created)
         return stored
 
-    def _insert_policy(self, conn: sqlite3.Connection, policy: Policy, digest: str, texts: list[str],
+    def _insert_policy(self, conn: sqlite3.Connection, policy: Policy, digest: str, texts: builtins.list[str],
                        vectors: np.ndarray, status: PolicyStatus, created: str) -> bool:
         """Insert one version inside the caller's transaction; False if identical content is there."""
         row = conn.execute("SELECT content_digest FROM policies WHERE name = ? AND version = ?",
@@ -438,7 +439,7 @@ class SqliteStore:
              md.author, json.dumps([tunable_to_json(t) for t in policy.tunables]), policy.parent,
              policy.patch, int(status), created),
         )
-        seq = cur.lastrowid
+        seq = int(cur.lastrowid or 0)
         conn.executemany("INSERT INTO policy_workloads (policy_seq, workload_class) VALUES (?, ?)",
                          [(seq, int(c)) for c in md.target_workloads])
         conn.executemany("INSERT INTO policy_tags (policy_seq, tag) VALUES (?, ?)",
@@ -532,7 +533,7 @@ class SqliteStore:
                                  " VALUES (?, ?, ?, ?, ?)", (seq, current, int(status), reason, now().isoformat()))
         return self.get(name, self._version_of(seq))
 
-    def status_history(self, name: str, version: str) -> list[StatusChange]:
+    def status_history(self, name: str, version: str) -> builtins.list[StatusChange]:
         with self._read() as conn:
             seq = self._find(conn, name, version, "seq")[0]
             rows = conn.execute("SELECT from_status, to_status, reason, at FROM status_changes"
@@ -576,7 +577,7 @@ class SqliteStore:
             row = self._find(conn, name, version)
             return self._row_to_policy(row, self._history(conn, row[0]))
 
-    def list(self, *, statuses: Sequence[PolicyStatus] = (), all_versions: bool = False) -> list[Policy]:
+    def list(self, *, statuses: Sequence[PolicyStatus] = (), all_versions: bool = False) -> builtins.list[Policy]:
         """Policies without source, patch or history (use ``get`` for those), ordered by name."""
         where, params = "", []
         if statuses:
@@ -598,9 +599,10 @@ class SqliteStore:
                                     (event_id,)).fetchone() is not None
 
     def list_antipatterns(self, *, name: str = "", version: str = "",
-                          workload_class: WorkloadClass | None = None, limit: int = 50) -> list[Antipattern]:
+                          workload_class: WorkloadClass | None = None, limit: int = 50) -> builtins.list[Antipattern]:
         """Newest first, filtered by policy name/version and workload class."""
-        clauses, params = [], []
+        clauses: builtins.list[str] = []
+        params: builtins.list[object] = []
         if name:
             clauses.append("policy_name = ?")
             params.append(name)
@@ -616,7 +618,7 @@ class SqliteStore:
                                     ).fetchall()
         return [self._antipattern_from_row(r) for r in rows]
 
-    def search(self, query: SearchQuery) -> list[SearchHit]:
+    def search(self, query: SearchQuery) -> builtins.list[SearchHit]:
         """Hybrid search: semantic + keyword + filters, re-ranked with history (``store.rank_score``)."""
         query = validate_query(query)
         qvec = self._embedder.embed([query.text])[0] if query.text.strip() else None
@@ -704,7 +706,7 @@ class SqliteStore:
         return self._class_vecs
 
     def _rank(self, conn: sqlite3.Connection, query: SearchQuery, best: dict[int, float],
-              affinity: dict[WorkloadClass, float]) -> list[tuple[SearchHit, int]]:
+              affinity: dict[WorkloadClass, float]) -> builtins.list[tuple[SearchHit, int]]:
         if not best:
             return []
         terms = query_terms(query.text)
@@ -738,7 +740,7 @@ class SqliteStore:
 
     # ------------------------------------------------------------ integrity
 
-    def check_integrity(self) -> list[str]:
+    def check_integrity(self) -> builtins.list[str]:
         """Everything that should hold after any sequence of operations, checked from the file."""
         problems: list[str] = []
         conn = self._conn()

@@ -20,6 +20,7 @@ reviewed code.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import hashlib
 import json
@@ -266,11 +267,11 @@ class PolicyStore(Protocol):
         """One version with its history; empty version means the most recently stored."""
         ...
 
-    def list(self, *, statuses: Sequence[PolicyStatus] = (), all_versions: bool = False) -> list[Policy]:
+    def list(self, *, statuses: Sequence[PolicyStatus] = (), all_versions: bool = False) -> builtins.list[Policy]:
         """Policies (latest version of each name unless ``all_versions``), without sources' history."""
         ...
 
-    def search(self, query: SearchQuery) -> list[SearchHit]:
+    def search(self, query: SearchQuery) -> builtins.list[SearchHit]:
         """Hybrid search ranked by ``rank_score``; at most one hit per policy name."""
         ...
 
@@ -284,7 +285,7 @@ class PolicyStore(Protocol):
         """Move a policy through the lifecycle (``check_transition``)."""
         ...
 
-    def status_history(self, name: str, version: str) -> list[StatusChange]:
+    def status_history(self, name: str, version: str) -> builtins.list[StatusChange]:
         ...
 
     def record_antipattern(self, antipattern: Antipattern, *, event_id: str = "") -> Antipattern:
@@ -292,7 +293,7 @@ class PolicyStore(Protocol):
         ...
 
     def list_antipatterns(self, *, name: str = "", version: str = "",
-                          workload_class: WorkloadClass | None = None, limit: int = 50) -> list[Antipattern]:
+                          workload_class: WorkloadClass | None = None, limit: int = 50) -> builtins.list[Antipattern]:
         ...
 
     def find_by_source_digest(self, source_digest: str) -> Policy | None:
@@ -301,7 +302,7 @@ class PolicyStore(Protocol):
     def is_processed(self, event_id: str) -> bool:
         ...
 
-    def check_integrity(self) -> list[str]:
+    def check_integrity(self) -> builtins.list[str]:
         """Problems found (empty when consistent): digests, vectors, indexes."""
         ...
 

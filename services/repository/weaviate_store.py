@@ -25,6 +25,7 @@ where SCHEDCP_WEAVIATE_URL points at a server (e.g. the compose deployment).
 
 from __future__ import annotations
 
+import builtins
 import json
 import uuid
 from collections.abc import Sequence
@@ -252,7 +253,7 @@ class WeaviateStore:
                                  source=p.get("source") or "verdict", source_id=p.get("source_id") or "",
                                  at=p.get("at"))
 
-    def _fetch_all(self, key: str, filters: Any = None, properties: list[str] | None = None) -> list[Any]:
+    def _fetch_all(self, key: str, filters: Any = None, properties: builtins.list[str] | None = None) -> builtins.list[Any]:
         """Every object matching ``filters``, paged by id cursor."""
         out: list[Any] = []
         after = None
@@ -270,7 +271,7 @@ class WeaviateStore:
                 return out
             after = page[-1].uuid
 
-    def _history(self, refs: Sequence[str]) -> dict[str, list[PerformanceRecord]]:
+    def _history(self, refs: Sequence[str]) -> dict[str, builtins.list[PerformanceRecord]]:
         from weaviate.classes.query import Filter
 
         out: dict[str, list[PerformanceRecord]] = {r: [] for r in refs}
@@ -394,7 +395,7 @@ class WeaviateStore:
             self._claim(event_id, "status")
         return self.get(obj.properties["name"], obj.properties["version"])
 
-    def status_history(self, name: str, version: str) -> list[StatusChange]:
+    def status_history(self, name: str, version: str) -> builtins.list[StatusChange]:
         from weaviate.classes.query import Filter
 
         obj = self._find(name, version, full=False)
@@ -436,7 +437,7 @@ class WeaviateStore:
         ref = f"{obj.properties['name']}@{obj.properties['version']}"
         return self._to_policy(obj.properties, tuple(self._history([ref])[ref]))
 
-    def list(self, *, statuses: Sequence[PolicyStatus] = (), all_versions: bool = False) -> list[Policy]:
+    def list(self, *, statuses: Sequence[PolicyStatus] = (), all_versions: bool = False) -> builtins.list[Policy]:
         from weaviate.classes.query import Filter
 
         filters = (Filter.by_property("status").contains_any([int(s) for s in statuses]) if statuses else None)
@@ -463,7 +464,7 @@ class WeaviateStore:
         return self._claimed(event_id)
 
     def list_antipatterns(self, *, name: str = "", version: str = "",
-                          workload_class: WorkloadClass | None = None, limit: int = 50) -> list[Antipattern]:
+                          workload_class: WorkloadClass | None = None, limit: int = 50) -> builtins.list[Antipattern]:
         from weaviate.classes.query import Filter, Sort
 
         clauses = []
@@ -498,7 +499,7 @@ class WeaviateStore:
             clauses.append(Filter.by_property("keyword_text").like(f"*{kw.lower()}*"))
         return Filter.all_of(clauses)
 
-    def search(self, query: SearchQuery) -> list[SearchHit]:
+    def search(self, query: SearchQuery) -> builtins.list[SearchHit]:
         """Hybrid search with the shared ranking (``store.rank_score``)."""
         from weaviate.classes.query import Filter, MetadataQuery
 
@@ -563,7 +564,7 @@ class WeaviateStore:
 
     # ---------------------------------------------------------- integrity
 
-    def check_integrity(self) -> list[str]:
+    def check_integrity(self) -> builtins.list[str]:
         problems: list[str] = []
         for o in self._fetch_all("Policy"):
             policy = self._to_policy(o.properties)
