@@ -25,7 +25,7 @@ from schedcp.bench.stats import (
     relative_spread,
 )
 from schedcp.errors import SchedcpError
-from schedcp.workloads import WorkloadSpec, get_workload, parse_result, prepare, workload_command
+from schedcp.workloads import WorkloadResult, WorkloadSpec, get_workload, parse_result, prepare
 
 TunableScalar = int | float | bool | str
 Progress = Callable[[str], None]
@@ -68,25 +68,33 @@ class SchedulerUnderTest:
 EEVDF = SchedulerUnderTest("eevdf")
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a node reports for one repetition."""
+
+    #: The workload's output; its last JSON line is the result.
+    output: str
+    #: The candidate was no longer enabled when the workload ended.
+    ejected: bool = False
+    #: Why the kernel disabled it, when known (e.g. "runnable task stall").
+    exit_reason: str | None = None
+
+
 class BenchNode(Protocol):
-    """What the engine needs from a node; see ``schedcp.bench.nodes`` for
-    the adapter over the substrate's ``SchedNode``."""
+    """What the engine needs from a node (see ``schedcp.bench.nodes``)."""
 
     name: str
 
     def supports_sched_ext(self) -> bool: ...
 
-    def load_scheduler(self, scheduler: SchedulerUnderTest) -> None:
-        """Load and enable ``scheduler``; raise if it does not come up."""
+    def run_repetition(self, workload: str, params: Mapping[str, int], *,
+                       scheduler: SchedulerUnderTest | None, timeout: float) -> RunOutcome:
+        """Run one repetition of ``workload`` under ``scheduler`` (None: EEVDF).
 
-    def unload_scheduler(self) -> None:
-        """Return the node to EEVDF."""
-
-    def active_scheduler(self) -> str | None:
-        """The ops name of the running sched_ext scheduler, None under EEVDF."""
-
-    def run_command(self, argv: Sequence[str], *, timeout: float) -> str:
-        """Run ``argv`` on the node and return its stdout; raise on failure."""
+        Loads the scheduler first and unloads it after; raises a
+        ``SchedcpError`` if it cannot be loaded or the workload fails.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -266,53 +274,40 @@ class ABRunner:
                 f"node {self._node.name} cannot run sched_ext schedulers (its kernel lacks CONFIG_SCHED_CLASS_EXT)",
                 hint="use --node vm, or --sched eevdf to measure only the baseline here")
         self._prepare(spec.name)
-        argv = workload_command(spec.name, values)
         started = time.monotonic()
-        if self._node.active_scheduler() is not None:
-            # A leftover scheduler would silently turn the baseline into something else.
-            self._progress(f"unloading leftover scheduler {self._node.active_scheduler()} for the baseline")
-            self._node.unload_scheduler()
         for i in range(warmup):
             self._progress(f"warm-up {i + 1}/{warmup} (eevdf, not recorded)")
-            self._run_once(spec, argv)
+            self._run_arm(spec, values, 0, EEVDF)
         # Arm 0 is the baseline; arm i >= 1 is candidates[i - 1] unless that is EEVDF.
         arms: list[int] = [0] + [i + 1 for i, c in enumerate(candidates) if not c.is_eevdf]
         failed: dict[int, BenchError] = {}
         runs: dict[int, list[RunRecord]] = {a: [] for a in arms}
         total = repetitions * len(arms)
         step = 0
-        # The loaded arm stays loaded while consecutive runs want it (the
-        # rotation puts a candidate's runs back to back at round boundaries):
-        # loading costs seconds in a TCG guest and proves nothing new.
-        self._loaded_arm = 0
-        try:
-            for rep in range(repetitions):
-                shift = rep % len(arms)
-                for arm in arms[shift:] + arms[:shift]:
-                    step += 1
-                    if arm in failed:
-                        continue
-                    sched = EEVDF if arm == 0 else candidates[arm - 1]
-                    label = f"[{step}/{total}] {sched.name} rep {rep + 1}/{repetitions}"
-                    try:
-                        result = self._run_arm(spec, argv, arm, sched, label)
-                    except SchedcpError as exc:
-                        if arm == 0:
-                            raise
-                        self._switch_to(0, EEVDF, label)
-                        failed[arm] = exc if isinstance(exc, BenchError) else \
-                            BenchError(f"{sched.name} failed on {spec.name}: {exc}", hint=exc.hint)
-                        self._progress(f"{label}: FAILED: {exc}")
-                        continue
-                    runs[arm].append(RunRecord(arm="baseline" if arm == 0 else "candidate", scheduler=sched.name,
-                                               repetition=rep, step=step, metrics=result.metrics,
-                                               extra=result.extra, elapsed_s=result.elapsed_s))
-                    shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
-                    self._progress(f"{label}: {shown} ({result.elapsed_s:.1f} s)")
-        finally:
-            if self._loaded_arm != 0:
-                self._loaded_arm = 0
-                self._node.unload_scheduler()
+        for rep in range(repetitions):
+            shift = rep % len(arms)
+            for arm in arms[shift:] + arms[:shift]:
+                step += 1
+                if arm in failed:
+                    continue
+                sched = EEVDF if arm == 0 else candidates[arm - 1]
+                label = f"[{step}/{total}] {sched.name} rep {rep + 1}/{repetitions}"
+                if arm != 0:
+                    self._progress(f"{label}: loading {sched.name} and running {spec.name}")
+                try:
+                    result = self._run_arm(spec, values, arm, sched)
+                except SchedcpError as exc:
+                    if arm == 0:
+                        raise
+                    failed[arm] = exc if isinstance(exc, BenchError) else \
+                        BenchError(f"{sched.name} failed on {spec.name}: {exc.message}", hint=exc.hint)
+                    self._progress(f"{label}: FAILED: {exc}")
+                    continue
+                runs[arm].append(RunRecord(arm="baseline" if arm == 0 else "candidate", scheduler=sched.name,
+                                           repetition=rep, step=step, metrics=result.metrics,
+                                           extra=result.extra, elapsed_s=result.elapsed_s))
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+                self._progress(f"{label}: {shown} ({result.elapsed_s:.1f} s)")
         duration = time.monotonic() - started
         outcomes: list[ABResult | BenchError] = []
         for i, cand in enumerate(candidates):
@@ -341,28 +336,14 @@ class ABRunner:
             primary_metric=spec.primary_metric, metrics=tuple(comparisons), runs=tuple(records),
             duration_s=duration, baseline_only=baseline_only)
 
-    def _run_once(self, spec: WorkloadSpec, argv: Sequence[str]):
-        out = self._node.run_command(argv, timeout=self._timeout)
-        return parse_result(out, spec)
-
-    def _switch_to(self, arm: int, sched: SchedulerUnderTest, label: str) -> None:
-        if self._loaded_arm == arm:
-            return
-        if self._loaded_arm != 0:
-            self._loaded_arm = 0
-            self._node.unload_scheduler()
-        if arm != 0:
-            self._progress(f"{label}: loading {sched.name}")
-            self._node.load_scheduler(sched)
-            self._loaded_arm = arm
-
-    def _run_arm(self, spec: WorkloadSpec, argv: Sequence[str], arm: int, sched: SchedulerUnderTest,
-                 label: str):
-        self._switch_to(arm, sched, label)
-        result = self._run_once(spec, argv)
-        if arm != 0 and self._node.active_scheduler() is None:
+    def _run_arm(self, spec: WorkloadSpec, values: Mapping[str, int], arm: int,
+                 sched: SchedulerUnderTest) -> WorkloadResult:
+        outcome = self._node.run_repetition(spec.name, values, scheduler=None if arm == 0 else sched,
+                                            timeout=self._timeout)
+        if arm != 0 and outcome.ejected:
+            reason = f" ({outcome.exit_reason})" if outcome.exit_reason else ""
             raise SchedulerEjected(
-                f"{sched.name} was disabled by the kernel while {spec.name} ran",
-                hint="the result would be EEVDF's; check the node's dmesg for the exit reason "
-                     "(a runnable task stall means the scheduler starved a task)")
-        return result
+                f"{sched.name} was disabled by the kernel while {spec.name} ran{reason}",
+                hint="the result would be EEVDF's; a runnable task stall means the scheduler "
+                     "starved a task")
+        return parse_result(outcome.output, spec)

@@ -1,19 +1,26 @@
 """Nodes the A/B engine can run on.
 
-``LocalHost`` runs workloads as local processes; it has sched_ext only when
-the host kernel does (this project's build hosts do not). ``SchedNodeAdapter``
-wraps the substrate's ``SchedNode`` (a micro-VM or a real host) once loaded.
+- ``LocalHost``: workloads as local processes, EEVDF only (this project's
+  hosts have no sched_ext; it says so clearly when asked for a scheduler).
+- ``SchedNodeAdapter``: the substrate's ``SchedNode`` (a micro-VM, or a real
+  sched_ext host). Each repetition is ONE process on the node
+  (``schedcp.bench.guest_run``): load, run, check, unload.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from schedcp.bench.engine import BenchError, NoSchedExt, SchedulerUnderTest
+from schedcp.bench.engine import BenchError, NoSchedExt, RunOutcome, SchedulerUnderTest
+from schedcp.bench.guest_run import bootstrap_argv
+from schedcp.workloads import workload_command
+from schedcp.workloads.native import cache_dir
 
 SCHED_EXT_SYSFS = Path("/sys/kernel/sched_ext")
 
@@ -23,6 +30,14 @@ def host_has_sched_ext() -> bool:
     return (SCHED_EXT_SYSFS / "state").exists()
 
 
+def _no_sched_ext(name: str) -> NoSchedExt:
+    return NoSchedExt(
+        f"this host's kernel ({os.uname().release}) has no sched_ext (built without "
+        f"CONFIG_SCHED_CLASS_EXT), so it cannot run {name}",
+        hint="use --node vm (a micro-VM with a sched_ext kernel), or --sched eevdf to measure "
+             "only the baseline here")
+
+
 class LocalHost:
     """This machine, running workloads as child processes (EEVDF only)."""
 
@@ -30,81 +45,52 @@ class LocalHost:
         self.name = name or f"host:{os.uname().nodename}"
 
     def supports_sched_ext(self) -> bool:
-        return host_has_sched_ext()
+        return False
 
-    def load_scheduler(self, scheduler: SchedulerUnderTest) -> None:
-        raise NoSchedExt(
-            f"loading {scheduler.name} on this host is not supported by LocalHost",
-            hint="use --node vm; this host's kernel has no sched_ext" if not host_has_sched_ext()
-            else "use the substrate's HostNode for a sched_ext host")
+    def scheduler(self, name: str, sets: Mapping[str, str]) -> SchedulerUnderTest:
+        if name != "eevdf":
+            raise _no_sched_ext(name)
+        if sets:
+            raise BenchError("EEVDF takes no tunables")
+        return SchedulerUnderTest("eevdf")
 
-    def unload_scheduler(self) -> None:
-        return None
-
-    def active_scheduler(self) -> str | None:
+    def run_repetition(self, workload: str, params: Mapping[str, int], *,
+                       scheduler: SchedulerUnderTest | None, timeout: float) -> RunOutcome:
+        if scheduler is not None:
+            raise _no_sched_ext(scheduler.name)
+        argv = workload_command(workload, params)
         try:
-            state = (SCHED_EXT_SYSFS / "state").read_text().strip()
-        except OSError:
-            return None
-        if state != "enabled":
-            return None
-        try:
-            return (SCHED_EXT_SYSFS / "root" / "ops").read_text().strip() or "unknown"
-        except OSError:
-            return "unknown"
-
-    def run_command(self, argv: Sequence[str], *, timeout: float) -> str:
-        try:
-            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise BenchError(f"workload run exceeded {timeout:.0f} s on {self.name}") from None
+            raise BenchError(f"{workload} exceeded {timeout:.0f} s on {self.name}") from None
         if proc.returncode != 0:
-            raise BenchError(f"workload run failed on {self.name} (exit {proc.returncode})",
+            raise BenchError(f"{workload} failed on {self.name} (exit {proc.returncode})",
                              hint=proc.stderr.strip()[-600:])
-        return proc.stdout
-
-
-class _LocalHostNode(LocalHost):
-    """LocalHost plus the scheduler resolution the CLI needs."""
-
-    def scheduler(self, name: str, sets: dict[str, str]) -> SchedulerUnderTest:
-        if name == "eevdf":
-            return SchedulerUnderTest("eevdf")
-        if not host_has_sched_ext():
-            raise NoSchedExt(
-                f"this host's kernel ({os.uname().release}) has no sched_ext "
-                "(built without CONFIG_SCHED_CLASS_EXT), so it cannot run "
-                f"{name}", hint="use --node vm (a micro-VM with a sched_ext kernel), "
-                                "or --sched eevdf to measure only the baseline here")
-        raise NoSchedExt("loading schedulers on a sched_ext host needs the substrate's HostNode",
-                         hint="use --node vm")
+        return RunOutcome(output=proc.stdout)
 
 
 class SchedNodeAdapter:
     """A substrate ``SchedNode`` (micro-VM or sched_ext host) as a ``BenchNode``.
 
-    Builds schedulers against the node's own BTF, loads them with their
-    metadata (so tunables are range-checked), and treats a scheduler that is
-    no longer enabled after a run as ejected.
+    Schedulers are built on the host against the node's own BTF; each
+    repetition then runs as one ``guest_run`` process on the node, which
+    loads the object (tunables checked against its metadata), runs the
+    workload, notes whether the kernel ejected the scheduler, and unloads it.
     """
 
     def __init__(self, node, *, name: str, progress: Callable[[str], None] | None = None,
-                 builder=None) -> None:
+                 builder=None, python: str | None = None) -> None:
         self.node = node
         self.name = name
         self.kernel_release = getattr(node, "release", "") or ""
         self._progress = progress or (lambda _m: None)
         self._builder = builder
-        self._loaded: str | None = None
-        self._metadata: dict[Path, Path | None] = {}
-        #: sched_ext (state, ops) read right after the last run, in the same
-        #: guest command: saves a loader round trip (seconds under TCG).
-        self._after_run: tuple[str, str] | None = None
+        self._python = python or sys.executable
 
     def supports_sched_ext(self) -> bool:
         return True
 
-    def scheduler(self, name: str, sets: dict[str, str]) -> SchedulerUnderTest:
+    def scheduler(self, name: str, sets: Mapping[str, str]) -> SchedulerUnderTest:
         """Build ``name`` (bpf/NAME.bpf.c or a path) for this node, check ``sets``."""
         if name == "eevdf":
             if sets:
@@ -123,57 +109,37 @@ class SchedNodeAdapter:
             self._builder = BpfBuilder(btf=self.node.btf_path())
         self._progress(f"building {source.name} against the node's BTF")
         built = self._builder.build_file(source)
-        meta_path = source.with_name(source.name.removesuffix(".bpf.c") + ".json")
-        self._metadata[built.object_path] = meta_path if meta_path.is_file() else None
         return SchedulerUnderTest(meta.name if meta else source.name.removesuffix(".bpf.c"),
                                   obj=built.object_path, tunables=tunables)
 
-    def load_scheduler(self, scheduler: SchedulerUnderTest) -> None:
-        assert scheduler.obj is not None
-        self._after_run = None
-        result = self.node.load(scheduler.obj, tunables=dict(scheduler.tunables),
-                                metadata_path=self._metadata.get(scheduler.obj))
-        self._loaded = result.name
-
-    def unload_scheduler(self) -> None:
-        self._after_run = None
-        if self._loaded is not None:
-            name, self._loaded = self._loaded, None
-            self.node.unload(name)
-
-    def active_scheduler(self) -> str | None:
-        if self._after_run is not None:
-            state, ops = self._after_run
-            if state != "enabled" or not ops:
-                return None
-            return ops if self._loaded is None or ops == self._loaded else None
-        if self._loaded is None:
-            state = self.node.state()
-            return state.root_ops or None if state.sched_ext_state == "enabled" else None
-        state = self.node.state(self._loaded)
-        return self._loaded if state.enabled and not state.ejected else None
-
-    def run_command(self, argv: Sequence[str], *, timeout: float) -> str:
-        # Read the sched_ext state as soon as the workload ends, in the same
-        # command, so an ejection during the run is seen without another call.
-        wrapped = ["/bin/sh", "-c", 'rc=0; "$@" || rc=$?; '
-                   'echo "schedcp-sched-ext: $(cat /sys/kernel/sched_ext/state 2>/dev/null) '
-                   '$(cat /sys/kernel/sched_ext/root/ops 2>/dev/null)" >&2; exit $rc', "sh", *argv]
-        self._after_run = None
-        res = self.node.run(wrapped, timeout_s=timeout)
-        for line in reversed(res.stderr.splitlines()):
-            if line.startswith("schedcp-sched-ext:"):
-                fields = line.split()[1:]
-                if fields:
-                    self._after_run = (fields[0], fields[1] if len(fields) > 1 else "")
-                break
+    def run_repetition(self, workload: str, params: Mapping[str, int], *,
+                       scheduler: SchedulerUnderTest | None, timeout: float) -> RunOutcome:
+        sched = None
+        if scheduler is not None and not scheduler.is_eevdf:
+            assert scheduler.obj is not None
+            sched = {"obj": str(Path(scheduler.obj).resolve()), "tunables": dict(scheduler.tunables)}
+        request = {"workload": workload, "params": dict(params), "cache_dir": str(cache_dir()),
+                   "scheduler": sched}
+        res = self.node.run(bootstrap_argv(self._python, request), timeout_s=timeout)
         if res.timed_out:
-            raise BenchError(f"workload run exceeded {timeout:.0f} s on {self.name}",
+            raise BenchError(f"{workload} exceeded {timeout:.0f} s on {self.name}",
                              hint="a scheduler may be starving it; try smaller --param sizes")
-        if res.returncode != 0:
-            raise BenchError(f"workload run failed on {self.name} (exit {res.returncode})",
-                             hint=(res.stderr or res.stdout).strip()[-600:])
-        return res.stdout
+        doc = None
+        for line in reversed(res.stdout.strip().splitlines()):
+            if line.startswith("{"):
+                try:
+                    doc = json.loads(line)
+                    break
+                except json.JSONDecodeError:
+                    continue
+        if not isinstance(doc, dict):
+            raise BenchError(f"{workload} on {self.name} gave no answer (exit {res.returncode})",
+                             hint=(res.stderr or res.stdout).strip()[-800:])
+        if not doc.get("ok"):
+            raise BenchError(f"{workload} on {self.name}: {doc.get('error')}", hint=doc.get("hint"),
+                             kind=doc.get("kind"))
+        return RunOutcome(output=json.dumps(doc["result"]), ejected=bool(doc.get("ejected")),
+                          exit_reason=doc.get("exit"))
 
 
 @contextlib.contextmanager
@@ -190,7 +156,7 @@ def open_node(kind: str, *, vcpus: int = 2, progress: Callable[[str], None] | No
 
             yield SchedNodeAdapter(HostSchedNode(), name=f"host:{os.uname().nodename}", progress=say)
         else:
-            yield _LocalHostNode()
+            yield LocalHost()
         return
     if kind != "vm":
         raise BenchError(f"unknown node kind {kind!r}", hint="use vm or host")
