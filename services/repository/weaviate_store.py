@@ -89,6 +89,13 @@ def _uid(kind: str, key: str) -> str:
     return str(uuid.uuid5(_NS, f"{kind}:{key}"))
 
 
+def _any_equal(prop: str, values: Sequence[int]) -> Any:
+    """OR of equalities: ContainsAny is documented for text and array properties, these are scalar ints."""
+    from weaviate.classes.query import Filter
+
+    return Filter.any_of([Filter.by_property(prop).equal(v) for v in values])
+
+
 def _utc(value: datetime | None) -> datetime:
     value = value or now()
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -182,9 +189,11 @@ class WeaviateStore:
             name = self._names[key]
             if self._client.collections.exists(name):
                 continue
-            kwargs: dict[str, Any] = {"properties": props}
-            if with_vectors:
-                kwargs["vector_config"] = vectors()
+            # Collections without embeddings still say so explicitly, so a
+            # server-wide default vectorizer module never runs on them.
+            kwargs: dict[str, Any] = {"properties": props,
+                                      "vector_config": vectors() if with_vectors
+                                      else Configure.Vectors.self_provided()}
             try:
                 self._client.collections.create(name, **kwargs)
             except Exception:  # noqa: BLE001 - another replica created it first
@@ -282,7 +291,7 @@ class WeaviateStore:
             out.setdefault(o.properties["policy_ref"], []).append(self._to_record(o.properties))
         return out
 
-    def _find(self, name: str, version: str, *, full: bool = True) -> Any:
+    def _find(self, name: str, version: str) -> Any:
         from weaviate.classes.query import Filter, Sort
 
         validate_name(name)
@@ -398,7 +407,7 @@ class WeaviateStore:
     def status_history(self, name: str, version: str) -> builtins.list[StatusChange]:
         from weaviate.classes.query import Filter
 
-        obj = self._find(name, version, full=False)
+        obj = self._find(name, version)
         ref = f"{obj.properties['name']}@{obj.properties['version']}"
         rows = self._fetch_all("StatusChange", Filter.by_property("policy_ref").equal(ref))
         rows.sort(key=lambda o: o.properties["at"])
@@ -438,9 +447,8 @@ class WeaviateStore:
         return self._to_policy(obj.properties, tuple(self._history([ref])[ref]))
 
     def list(self, *, statuses: Sequence[PolicyStatus] = (), all_versions: bool = False) -> builtins.list[Policy]:
-        from weaviate.classes.query import Filter
 
-        filters = (Filter.by_property("status").contains_any([int(s) for s in statuses]) if statuses else None)
+        filters = _any_equal("status", [int(s) for s in statuses]) if statuses else None
         policies = [self._to_policy(o.properties) for o in self._fetch_all("Policy", filters, self._LIGHT)]
         policies.sort(key=lambda p: (p.name, _utc(p.created_at)))
         if not all_versions:
@@ -482,11 +490,11 @@ class WeaviateStore:
     def _filters(self, query: SearchQuery) -> Any:
         from weaviate.classes.query import Filter
 
-        clauses = [Filter.by_property("status").contains_any([int(s) for s in query.statuses])]
+        clauses = [_any_equal("status", [int(s) for s in query.statuses])]
         if query.workload_classes:
             classes = [int(c) for c in query.workload_classes]
             served = self._fetch_all("Performance", Filter.all_of([
-                Filter.by_property("workload_class").contains_any(classes),
+                _any_equal("workload_class", classes),
                 Filter.by_property("success").equal(True), Filter.by_property("ratio").greater_than(1.0)]),
                 ["policy_ref"])
             refs = sorted({o.properties["policy_ref"] for o in served})
