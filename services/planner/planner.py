@@ -249,6 +249,11 @@ def decide(
     options.sort(key=lambda o: (-o.expected_ratio, -o.confidence, o.policy.name))
 
     reusable = [o for o in options if len(o.reuse) >= settings.reuse_min_wins and o.reuse]
+    if reusable and profile.trigger == "drift":
+        # The recorded win is what stopped working: plan afresh (history still
+        # ranks the options, it just does not short-circuit the search).
+        reasons.append("drift: not reusing the recorded configuration")
+        reusable = []
     if reusable:
         best = max(reusable, key=lambda o: (o.reuse[0][0], o.policy.name))
         ordered = [best] + [o for o in options if o is not best]

@@ -319,3 +319,13 @@ def test_a_win_on_another_class_is_not_evidence_for_this_one():
     )
     assert not d.reuse
     assert d.options[0].policy.name == "fifo"  # targets the class; wvtime's win was elsewhere
+
+
+def test_drift_disables_the_reuse_shortcut():
+    f = fifo()
+    win(f, BUILD, 1.4, {"slice_us": 30000, "direct_idle": True})
+    p = profile(BUILD)
+    assert decide(p, [_hit(f)], [], llm_available=False, settings=PlannerSettings()).reuse
+    p.trigger = "drift"
+    d = decide(p, [_hit(f)], [], llm_available=False, settings=PlannerSettings())
+    assert not d.reuse and d.options[0].policy.name == "fifo"
