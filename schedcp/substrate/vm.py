@@ -99,6 +99,8 @@ def _sweep_stale_workdirs() -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+_INVALID = object()  # marks a non-JSON line on the results channel
+
 _CRASH_MARKERS = ("Kernel panic", "Oops:", "BUG:", "general protection fault",
                   "invalid opcode:")
 
@@ -263,8 +265,8 @@ class VmNode:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._ends: dict[int, asyncio.Event] = {}
-        self._records: list[tuple[int | None, Any]] = []  # (end-marker id or None, record)
-        self._invalid: list[str] = []
+        # (None, record) | (request id, None) for an end marker | (_INVALID, line)
+        self._records: list[tuple[object, Any]] = []
         self._next_id = 1
         self._runs_in_flight = 0
         self._dead: BaseException | None = None
@@ -523,7 +525,7 @@ class VmNode:
             try:
                 rec = json.loads(text)
             except ValueError:
-                self._invalid.append(text)
+                self._records.append((_INVALID, text))
                 continue
             if isinstance(rec, dict) and set(rec) == {"schedcp_end"}:
                 ev = self._ends.setdefault(rec["schedcp_end"], asyncio.Event())
@@ -575,12 +577,14 @@ class VmNode:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(ev.wait(), 10)
         self._ends.pop(req_id, None)
-        records = []
+        records, invalid = [], []
         for marker, rec in self._records[first:]:
             if marker == req_id:
                 break
             if marker is None:
                 records.append(rec)
+            elif marker is _INVALID:
+                invalid.append(rec)
         if not self._runs_in_flight:
             # No other run holds an index: a long-lived node need not keep old records.
             self._records.clear()
@@ -591,7 +595,7 @@ class VmNode:
             argv=list(argv), exit_code=reply.get("exit_code"), stdout=reply.get("stdout", ""),
             stderr=reply.get("stderr", ""), timed_out=bool(reply.get("timed_out")),
             duration_s=float(reply.get("duration_s", 0.0)), records=records,
-            invalid_records=list(self._invalid), truncated=bool(reply.get("truncated")))
+            invalid_records=invalid, truncated=bool(reply.get("truncated")))
 
     async def read_file(self, path: str, *, max_bytes: int = 16 * 1024 * 1024,
                         timeout: float = 30.0) -> bytes:  # noqa: ASYNC109
