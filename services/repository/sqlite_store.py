@@ -131,7 +131,7 @@ CREATE TABLE IF NOT EXISTS performance (
     source_id TEXT NOT NULL,
     at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS performance_policy ON performance (policy_seq);
+CREATE INDEX IF NOT EXISTS performance_policy ON performance (policy_seq, source, source_id);
 CREATE INDEX IF NOT EXISTS performance_class ON performance (workload_class, success);
 CREATE TABLE IF NOT EXISTS status_changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -492,6 +492,14 @@ class SqliteStore:
                        event_id: str = "", workload_text: str = "") -> Policy:
         """Append a performance record (see ``PolicyStore.record_outcome``).
 
+        A record with a ``source_id`` is stored at most once per policy for its
+        (source, source_id): the repository's own consumer and the learner may
+        both report the same verdict, and neither may count twice. Scoping this
+        to the policy matters: the same verdict may legitimately be recorded on
+        a generated child by one and on its parent by the other, and a global
+        event claim would silently drop whichever came second. ``event_id``
+        dedupes records without a source id.
+
         ``workload_text`` (a profile description) is embedded when the record is
         a success, so later searches phrased like that workload find this policy.
         """
@@ -502,7 +510,12 @@ class SqliteStore:
             vector = self._embedder.embed([workload_text])[0]
         with self._write() as conn:
             seq = self._find(conn, name, version, "seq")[0]
-            if self._claim_event(conn, event_id, "outcome"):
+            if record.source_id:
+                fresh = conn.execute("SELECT 1 FROM performance WHERE policy_seq = ? AND source = ?"
+                                     " AND source_id = ?", (seq, record.source, record.source_id)).fetchone() is None
+            else:
+                fresh = self._claim_event(conn, event_id, "outcome")
+            if fresh:
                 conn.execute(
                     f"INSERT INTO performance (policy_seq, {self._RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (seq, int(record.workload_class), record.metric, float(record.ratio), int(record.success),

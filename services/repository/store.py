@@ -277,7 +277,8 @@ class PolicyStore(Protocol):
 
     def record_outcome(self, name: str, version: str, record: PerformanceRecord, *,
                        event_id: str = "", workload_text: str = "") -> Policy:
-        """Append a performance record; a repeated ``event_id`` is applied once."""
+        """Append a performance record, at most once per policy for its (source, source_id);
+        records without a source id are deduplicated by ``event_id``."""
         ...
 
     def set_status(self, name: str, version: str, status: PolicyStatus, *, reason: str = "",

@@ -368,14 +368,17 @@ class WeaviateStore:
         validate_record(record)
         obj = self._find(name, version)
         ref = f"{obj.properties['name']}@{obj.properties['version']}"
-        if not self._claimed(event_id):
-            uid = _uid("perf", event_id) if event_id else str(uuid.uuid4())
-            self._insert(self._c["Performance"], {
+        # At most one record per policy for a (source, source_id): the id says so.
+        if record.source_id:
+            uid, fresh = _uid("perf", f"{ref}:{record.source}:{record.source_id}"), True
+        else:
+            uid, fresh = (_uid("perf", f"{ref}:{event_id}") if event_id else str(uuid.uuid4())), not self._claimed(event_id)
+        if fresh and self._insert(self._c["Performance"], {
                 "policy_ref": ref, "workload_class": int(record.workload_class), "metric": record.metric,
                 "ratio": float(record.ratio), "success": bool(record.success),
                 "config_digest": record.config_digest,
                 "tunables_json": json.dumps(dict(record.tunables), sort_keys=True), "source": record.source,
-                "source_id": record.source_id, "at": _utc(record.at)}, uid)
+                "source_id": record.source_id, "at": _utc(record.at)}, uid):
             workload_text = workload_text.strip()[: self._limits.max_workload_text_chars]
             if workload_text and record.success and record.ratio > 1.0:
                 vector = self._embedder.embed([workload_text])[0]

@@ -131,9 +131,17 @@ def test_outcomes_are_recorded_once_per_event(store) -> None:  # type: ignore[no
     store.record_outcome("edf", "1", record(1.4, source_id="v1"), event_id="perf:verdict:v1")
     store.record_outcome("edf", "1", record(1.4, source_id="v1"), event_id="perf:verdict:v1")
     store.record_outcome("edf", "", record(0.9, source_id="o7", success=False), event_id="perf:deployment:o7")
+    # The same verdict reported by another caller without an event id: still once.
+    store.record_outcome("edf", "1", record(1.4, source_id="v1"))
     history = store.get("edf").history
     assert [(r.ratio, r.success, r.source_id) for r in history] == [(1.4, True, "v1"), (0.9, False, "o7")]
-    assert store.is_processed("perf:verdict:v1")
+    # Dedupe is per policy: the same verdict may be recorded on another policy (a parent and its child).
+    store.put(candidate(version="2", source="/* v2 */\n", parent="edf@1"))
+    assert len(store.record_outcome("edf", "2", record(1.4, source_id="v1"), event_id="perf:verdict:v1").history) == 1
+    # Records without a source id are deduplicated by event id.
+    store.record_outcome("edf", "1", record(1.1, source_id=""), event_id="manual-1")
+    store.record_outcome("edf", "1", record(1.1, source_id=""), event_id="manual-1")
+    assert len(store.get("edf", "1").history) == 3 and store.is_processed("manual-1")
 
 
 def test_status_lifecycle(store) -> None:  # type: ignore[no-untyped-def]

@@ -52,7 +52,7 @@ def test_everything_survives_a_restart_and_the_index_is_rebuilt(tmp_path: Path, 
     with SqliteStore(path, embedder=embedder) as reopened:
         after = {p.ref: reopened.get(p.name, p.version) for p in reopened.list(all_versions=True)}
         assert after == before
-        assert reopened.is_processed("perf:deployment:o1")
+        assert [r.source_id for r in reopened.get("beta").history] == ["o1"]
         assert [a.antipattern_id for a in reopened.list_antipatterns()] == ["a1"]
         hits = reopened.search(SearchQuery(text="batch job makespan"))
         assert [h.policy.ref for h in hits] == expected_hits and hits[0].policy.name == "beta"
