@@ -24,12 +24,12 @@ SCRIPTS = {
     "build": textwrap.dedent("""
         set -e
         lane() {
-          for i in $(seq 1 400); do
+          for i in $(seq 1 2000); do
             case $((i % 4)) in
-              0) head -c 8000000 /dev/urandom | gzip -1 > /dev/null ;;
-              1) head -c 60000000 /dev/zero | sha256sum > /dev/null ;;
-              2) head -c 80000000 /dev/zero | md5sum > /dev/null ;;
-              3) head -c 60000000 /dev/zero | cksum > /dev/null ;;
+              0) head -c 2000000 /dev/urandom | gzip -1 > /dev/null ;;
+              1) head -c 15000000 /dev/zero | sha256sum > /dev/null ;;
+              2) head -c 20000000 /dev/zero | md5sum > /dev/null ;;
+              3) head -c 15000000 /dev/zero | cksum > /dev/null ;;
             esac
           done
         }

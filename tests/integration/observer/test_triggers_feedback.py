@@ -85,3 +85,36 @@ def test_feedback_sees_contention(spawn) -> None:
     assert rep.node_healthy and rep.rollout_id == "roll-1" and rep.window_seconds >= 1.0
     with pytest.raises(InvalidArgument):
         ch.report(Target(pid=w.pid), window=0.2, rollout_id="never-recorded")
+
+
+def test_new_cgroup_workload(spawn, cgroup) -> None:
+    """A container-like cgroup that starts using CPU is noticed and profiled by its cgroup."""
+    agent = ObservationAgent(node="t")
+    published: list[profile_pb2.WorkloadProfile] = []
+
+    async def profile(target: Target, trigger: str) -> profile_pb2.WorkloadProfile:
+        return await agent.observe(target, window=0.5, deep=False, trigger=trigger)
+
+    async def publish(p: profile_pb2.WorkloadProfile) -> None:
+        published.append(p)
+
+    class OnlyThisCgroup(WorkloadScanner):
+        def scan(self):  # type: ignore[no-untyped-def]
+            return {k: v for k, v in super().scan().items() if k == f"cgroup:{cgroup}"}
+
+    async def scenario() -> None:
+        loop = TriggerLoop(scanner=OnlyThisCgroup(), profile=profile, publish=publish,
+                           engine=TriggerEngine(TriggerConfig(cpu_threshold=0.05)), scan_seconds=0.2)
+        await loop.step()  # the cgroup exists but is idle: nothing yet
+        assert not published
+        p = spawn([sys.executable, "-c", "import time\nend=time.monotonic()+60\nwhile time.monotonic()<end: pass\n"])
+        (cgroup / "cgroup.procs").write_text(str(p.pid))
+        deadline = time.monotonic() + 15
+        while not published and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            await loop.step()
+
+    asyncio.run(scenario())
+    assert published and published[0].trigger == "new-workload"
+    assert published[0].workload.cgroup == str(cgroup)
+    assert published[0].workload_class == common_pb2.CPU_THROUGHPUT
