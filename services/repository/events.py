@@ -104,9 +104,11 @@ class RepositoryEvents:
                 parent = None
         digest = sha256_digest(plan.source.encode())
         base = _policy_name(plan.policy.name) if plan.policy.name else "generated"
-        description = (plan.rationale.strip() or
-                       (f"Derived from {parent.ref}: {parent.metadata.description}" if parent else "")
-                       or f"Generated scheduler for: {plan.profile.description}")
+        # Searchable on its own: why it was written, plus what it inherits.
+        parts = [plan.rationale.strip(),
+                 f"Derived from {parent.ref}: {parent.metadata.description}" if parent else "",
+                 "" if (plan.rationale.strip() or parent) else f"Generated for: {plan.profile.description}"]
+        description = " ".join(p for p in parts if p)
         policy = Policy(
             # The digest in the version makes redelivery put the same thing again (a no-op).
             name=base, version=f"gen-{digest[7:19]}", source=plan.source,
