@@ -125,6 +125,21 @@ def _keep_failed_console(name: str, text: str, keep: int = 20) -> Path | None:
     return None
 
 
+def _virtiofs_cache_mode(default: str) -> str:
+    """SCHEDCP_VIRTIOFS_CACHE, else ``default``.
+
+    ``auto``: host edits show up in the guest within ~1 s (persistent nodes,
+    where a host file may be rebuilt in place between commands). ``always``:
+    2-3x faster python start-up in the guest (measured), but a host file
+    rewritten after the guest read it may stay stale, so it is the default only
+    for one-shot jobs, whose VM lives for one command. ``none``: no caching.
+    """
+    mode = os.environ.get("SCHEDCP_VIRTIOFS_CACHE", "").strip() or default
+    if mode not in ("auto", "always", "none"):
+        raise VmError(f"SCHEDCP_VIRTIOFS_CACHE={mode!r} is not auto, always or none")
+    return mode
+
+
 def find_qemu() -> str:
     """SCHEDCP_QEMU, else qemu-system-x86_64 on PATH."""
     override = os.environ.get("SCHEDCP_QEMU", "").strip()
@@ -229,7 +244,7 @@ class VmNode:
                  files: Mapping[str, bytes] | None = None, accel: Accel | None = None,
                  initramfs: InitramfsBuilder | None = None, kernel_args: Sequence[str] = (),
                  keep_workdir: bool = False, name: str | None = None,
-                 boot_retries: int = 2) -> None:
+                 boot_retries: int = 2, virtiofs_cache: str = "auto") -> None:
         if cpus < 1 or mem_mb < 128:
             raise VmError(f"bad VM size: cpus={cpus} mem_mb={mem_mb}",
                           hint="use at least 1 vCPU and 128 MB")
@@ -247,6 +262,7 @@ class VmNode:
         self.keep_workdir = keep_workdir
         self.name = name or f"vm-{os.getpid()}-{id(self) & 0xFFFF:x}"
         self.boot_retries = boot_retries
+        self.virtiofs_cache = virtiofs_cache
         self.boot_attempts = 0
         self.timings: dict[str, float] = {}
         self._reset_runtime()
@@ -363,7 +379,8 @@ class VmNode:
 
         fsd_log = os.open(wd / "virtiofsd.log", os.O_WRONLY | os.O_CREAT, 0o644)
         self._fsd = await asyncio.create_subprocess_exec(
-            find_virtiofsd(), f"--socket-path={fs_sock}", "-o", "source=/", "-o", "cache=auto",
+            find_virtiofsd(), f"--socket-path={fs_sock}", "-o", "source=/",
+            "-o", f"cache={_virtiofs_cache_mode(self.virtiofs_cache)}",
             "-o", "sandbox=chroot", "-o", "log_level=warn",
             stdin=asyncio.subprocess.DEVNULL, stdout=fsd_log, stderr=fsd_log,
             start_new_session=True, preexec_fn=_child_setup)
@@ -722,9 +739,11 @@ async def run_job(job: Job, *, kernel: Kernel | None = None, accel: Accel | None
     (the VM is destroyed with it); a VM that dies or wedges raises VmError.
     """
     boot = boot_timeout or 120.0
+    # cache=always: the VM lives for one command, so host files cannot go stale
+    # under it in any way that matters, and python starts 2-3x faster.
     node = VmNode(kernel=kernel, cpus=job.cpus, mem_mb=job.mem_mb, accel=accel,
                   modules=job.modules, files=job.files, boot_timeout=boot,
-                  lifetime=boot + job.timeout + HOST_GRACE_S + 10)
+                  lifetime=boot + job.timeout + HOST_GRACE_S + 10, virtiofs_cache="always")
     try:
         await node.start()
         res = await node.run(job.argv, env=job.env, cwd=job.cwd, timeout=job.timeout,
