@@ -801,10 +801,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+_PARSER: argparse.ArgumentParser | None = None
+
+
 def handle(argv: list[str]) -> dict[str, object]:
     """Run one loader command; always returns the JSON answer, never raises."""
+    global _PARSER
     try:
-        args = _parser().parse_args(argv)
+        if _PARSER is None:
+            _PARSER = _parser()
+        args = _PARSER.parse_args(argv)
         if args.cmd == "serve":
             raise LoaderError("serve cannot be nested")
         return _cmd(args)
@@ -827,17 +833,20 @@ def handle(argv: list[str]) -> dict[str, object]:
 def serve(directory: Path) -> None:
     """Answer loader requests until told to stop.
 
-    Python starts slowly in a TCG guest (seconds), so a VM node starts this
-    once and then talks to it with a shell one-liner: the client creates the
-    FIFO ``<dir>/<id>.out``, writes one line ``{"id": ID, "argv": [...]}`` to
-    the FIFO ``<dir>/req`` (atomic: < PIPE_BUF) and reads its answer from
-    ``<id>.out``. ``argv == ["shutdown"]`` stops the server.
+    Python starts slowly in a TCG guest (seconds), and so does every exec, so
+    a VM node starts this once and then talks to it with a shell one-liner
+    made of builtins only: write one line ``{"id": ID, "argv": [...]}`` to the
+    FIFO ``<dir>/req`` (atomic: < PIPE_BUF), then read lines from the FIFO
+    ``<dir>/resp`` until the one carrying ``"id": ID`` (a client that timed
+    out may have left an answer nobody read). ``argv == ["shutdown"]`` stops
+    the server. Requests are served one at a time.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    req = directory / "req"
-    if not req.exists():
-        os.mkfifo(req, 0o600)
+    for fifo_name in ("resp", "req"):  # req last: clients wait for it
+        if not (directory / fifo_name).exists():
+            os.mkfifo(directory / fifo_name, 0o600)
     (directory / "pid").write_text(str(os.getpid()))
+    req, resp = directory / "req", directory / "resp"
     while True:
         with open(req) as fifo:  # blocks until a client writes
             for line in fifo:
@@ -847,17 +856,13 @@ def serve(directory: Path) -> None:
                     argv = [str(a) for a in msg["argv"]]
                 except (ValueError, KeyError, TypeError):
                     continue
-                if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", rid):
-                    continue
                 stop = argv == ["shutdown"]
                 answer = {"ok": True, "result": "bye"} if stop else handle(argv)
-                try:
-                    with open(directory / f"{rid}.out", "w") as out:
-                        out.write(json.dumps(answer, default=str) + "\n")
-                except OSError:
-                    pass  # the client went away; nothing to tell
+                with open(resp, "w") as out:  # blocks until the client reads
+                    out.write(json.dumps({"id": rid, **answer}, default=str) + "\n")
                 if stop:
                     req.unlink(missing_ok=True)
+                    resp.unlink(missing_ok=True)
                     return
 
 
