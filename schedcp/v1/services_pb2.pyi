@@ -134,28 +134,34 @@ class PublicKeysResponse(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[VerifierKey, _Mapping]]] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
-    __slots__ = ("verdict", "verdict_id", "nodes", "canary", "bake_seconds", "regression_threshold_pct")
+    __slots__ = ("verdict", "verdict_id", "nodes", "canary", "bake_seconds", "regression_threshold_pct", "rollout_id", "phase_label")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     VERDICT_ID_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     CANARY_FIELD_NUMBER: _ClassVar[int]
     BAKE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REGRESSION_THRESHOLD_PCT_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    PHASE_LABEL_FIELD_NUMBER: _ClassVar[int]
     verdict: _verdict_pb2.Verdict
     verdict_id: str
     nodes: _common_pb2.NodeSelector
     canary: float
     bake_seconds: float
     regression_threshold_pct: float
-    def __init__(self, verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., verdict_id: _Optional[str] = ..., nodes: _Optional[_Union[_common_pb2.NodeSelector, _Mapping]] = ..., canary: _Optional[float] = ..., bake_seconds: _Optional[float] = ..., regression_threshold_pct: _Optional[float] = ...) -> None: ...
+    rollout_id: str
+    phase_label: str
+    def __init__(self, verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., verdict_id: _Optional[str] = ..., nodes: _Optional[_Union[_common_pb2.NodeSelector, _Mapping]] = ..., canary: _Optional[float] = ..., bake_seconds: _Optional[float] = ..., regression_threshold_pct: _Optional[float] = ..., rollout_id: _Optional[str] = ..., phase_label: _Optional[str] = ...) -> None: ...
 
 class RollbackRequest(_message.Message):
-    __slots__ = ("nodes", "reason")
+    __slots__ = ("nodes", "reason", "rollout_id")
     NODES_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     nodes: _common_pb2.NodeSelector
     reason: str
-    def __init__(self, nodes: _Optional[_Union[_common_pb2.NodeSelector, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    rollout_id: str
+    def __init__(self, nodes: _Optional[_Union[_common_pb2.NodeSelector, _Mapping]] = ..., reason: _Optional[str] = ..., rollout_id: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("node", "sched_ext_state", "running", "config_digest", "token_id", "since_unix", "healthy", "known_good", "message")
