@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from schedcp.v1 import common_pb2 as schedcp_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bschedcp/v1/deployment.proto\x12\nschedcp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schedcp/v1/common.proto\"\x8d\x01\n\x13\x43ircuitBreakerEvent\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06metric\x18\x04 \x01(\t\x12\r\n\x05value\x18\x05 \x01(\x01\x12\x11\n\tthreshold\x18\x06 \x01(\x01\"\xe9\x04\n\x10\x44\x65ploymentReport\x12\x1e\n\x04meta\x18\x01 \x01(\x0b\x32\x10.schedcp.v1.Meta\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\x12\n\nrollout_id\x18\x03 \x01(\t\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\t\x12*\n\x05phase\x18\x06 \x01(\x0e\x32\x1b.schedcp.v1.DeploymentPhase\x12%\n\x06policy\x18\x07 \x01(\x0b\x32\x15.schedcp.v1.PolicyRef\x12G\n\x0emetrics_before\x18\x08 \x03(\x0b\x32/.schedcp.v1.DeploymentReport.MetricsBeforeEntry\x12\x45\n\rmetrics_after\x18\t \x03(\x0b\x32..schedcp.v1.DeploymentReport.MetricsAfterEntry\x12\x37\n\x0e\x62reaker_events\x18\n \x03(\x0b\x32\x1f.schedcp.v1.CircuitBreakerEvent\x12\x0f\n\x07message\x18\x0b \x01(\t\x12\x17\n\x0fsched_ext_state\x18\x0c \x01(\t\x12&\n\x02\x61t\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rconfig_digest\x18\x0e \x01(\t\x1a\x34\n\x12MetricsBeforeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x33\n\x11MetricsAfterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xce\x03\n\x11\x44\x65ploymentOutcome\x12\x1e\n\x04meta\x18\x01 \x01(\x0b\x32\x10.schedcp.v1.Meta\x12\x12\n\noutcome_id\x18\x02 \x01(\t\x12\x12\n\nrollout_id\x18\x03 \x01(\t\x12\x12\n\nprofile_id\x18\x04 \x01(\t\x12\x31\n\x0eworkload_class\x18\x05 \x01(\x0e\x32\x19.schedcp.v1.WorkloadClass\x12%\n\x06policy\x18\x06 \x01(\x0b\x32\x15.schedcp.v1.PolicyRef\x12\x15\n\rconfig_digest\x18\x07 \x01(\t\x12=\n\x08tunables\x18\x08 \x03(\x0b\x32+.schedcp.v1.DeploymentOutcome.TunablesEntry\x12\x13\n\x0bimprovement\x18\t \x01(\x01\x12\x0e\n\x06metric\x18\n \x01(\t\x12\x0f\n\x07success\x18\x0b \x01(\x08\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x0e\n\x06source\x18\r \x01(\t\x12\x0c\n\x04node\x18\x0e \x01(\t\x1aI\n\rTunablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.schedcp.v1.TunableValue:\x02\x38\x01*\xdd\x01\n\x0f\x44\x65ploymentPhase\x12 \n\x1c\x44\x45PLOYMENT_PHASE_UNSPECIFIED\x10\x00\x12\x11\n\rPHASE_PENDING\x10\x01\x12\x10\n\x0cPHASE_CANARY\x10\x02\x12\x10\n\x0cPHASE_BAKING\x10\x03\x12\x0f\n\x0bPHASE_FLEET\x10\x04\x12\x12\n\x0ePHASE_COMPLETE\x10\x05\x12\x15\n\x11PHASE_ROLLED_BACK\x10\x06\x12\x11\n\rPHASE_REFUSED\x10\x07\x12\x10\n\x0cPHASE_FAILED\x10\x08\x12\x10\n\x0cPHASE_HALTED\x10\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bschedcp/v1/deployment.proto\x12\nschedcp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schedcp/v1/common.proto\"\x8d\x01\n\x13\x43ircuitBreakerEvent\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06metric\x18\x04 \x01(\t\x12\r\n\x05value\x18\x05 \x01(\x01\x12\x11\n\tthreshold\x18\x06 \x01(\x01\"\xfe\x04\n\x10\x44\x65ploymentReport\x12\x1e\n\x04meta\x18\x01 \x01(\x0b\x32\x10.schedcp.v1.Meta\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\x12\n\nrollout_id\x18\x03 \x01(\t\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\t\x12*\n\x05phase\x18\x06 \x01(\x0e\x32\x1b.schedcp.v1.DeploymentPhase\x12%\n\x06policy\x18\x07 \x01(\x0b\x32\x15.schedcp.v1.PolicyRef\x12G\n\x0emetrics_before\x18\x08 \x03(\x0b\x32/.schedcp.v1.DeploymentReport.MetricsBeforeEntry\x12\x45\n\rmetrics_after\x18\t \x03(\x0b\x32..schedcp.v1.DeploymentReport.MetricsAfterEntry\x12\x37\n\x0e\x62reaker_events\x18\n \x03(\x0b\x32\x1f.schedcp.v1.CircuitBreakerEvent\x12\x0f\n\x07message\x18\x0b \x01(\t\x12\x17\n\x0fsched_ext_state\x18\x0c \x01(\t\x12&\n\x02\x61t\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rconfig_digest\x18\x0e \x01(\t\x12\x13\n\x0bimprovement\x18\x0f \x01(\x01\x1a\x34\n\x12MetricsBeforeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x33\n\x11MetricsAfterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xce\x03\n\x11\x44\x65ploymentOutcome\x12\x1e\n\x04meta\x18\x01 \x01(\x0b\x32\x10.schedcp.v1.Meta\x12\x12\n\noutcome_id\x18\x02 \x01(\t\x12\x12\n\nrollout_id\x18\x03 \x01(\t\x12\x12\n\nprofile_id\x18\x04 \x01(\t\x12\x31\n\x0eworkload_class\x18\x05 \x01(\x0e\x32\x19.schedcp.v1.WorkloadClass\x12%\n\x06policy\x18\x06 \x01(\x0b\x32\x15.schedcp.v1.PolicyRef\x12\x15\n\rconfig_digest\x18\x07 \x01(\t\x12=\n\x08tunables\x18\x08 \x03(\x0b\x32+.schedcp.v1.DeploymentOutcome.TunablesEntry\x12\x13\n\x0bimprovement\x18\t \x01(\x01\x12\x0e\n\x06metric\x18\n \x01(\t\x12\x0f\n\x07success\x18\x0b \x01(\x08\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x0e\n\x06source\x18\r \x01(\t\x12\x0c\n\x04node\x18\x0e \x01(\t\x1aI\n\rTunablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.schedcp.v1.TunableValue:\x02\x38\x01*\xdd\x01\n\x0f\x44\x65ploymentPhase\x12 \n\x1c\x44\x45PLOYMENT_PHASE_UNSPECIFIED\x10\x00\x12\x11\n\rPHASE_PENDING\x10\x01\x12\x10\n\x0cPHASE_CANARY\x10\x02\x12\x10\n\x0cPHASE_BAKING\x10\x03\x12\x0f\n\x0bPHASE_FLEET\x10\x04\x12\x12\n\x0ePHASE_COMPLETE\x10\x05\x12\x15\n\x11PHASE_ROLLED_BACK\x10\x06\x12\x11\n\rPHASE_REFUSED\x10\x07\x12\x10\n\x0cPHASE_FAILED\x10\x08\x12\x10\n\x0cPHASE_HALTED\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,18 +39,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEPLOYMENTREPORT_METRICSAFTERENTRY']._serialized_options = b'8\001'
   _globals['_DEPLOYMENTOUTCOME_TUNABLESENTRY']._loaded_options = None
   _globals['_DEPLOYMENTOUTCOME_TUNABLESENTRY']._serialized_options = b'8\001'
-  _globals['_DEPLOYMENTPHASE']._serialized_start=1331
-  _globals['_DEPLOYMENTPHASE']._serialized_end=1552
+  _globals['_DEPLOYMENTPHASE']._serialized_start=1352
+  _globals['_DEPLOYMENTPHASE']._serialized_end=1573
   _globals['_CIRCUITBREAKEREVENT']._serialized_start=102
   _globals['_CIRCUITBREAKEREVENT']._serialized_end=243
   _globals['_DEPLOYMENTREPORT']._serialized_start=246
-  _globals['_DEPLOYMENTREPORT']._serialized_end=863
-  _globals['_DEPLOYMENTREPORT_METRICSBEFOREENTRY']._serialized_start=758
-  _globals['_DEPLOYMENTREPORT_METRICSBEFOREENTRY']._serialized_end=810
-  _globals['_DEPLOYMENTREPORT_METRICSAFTERENTRY']._serialized_start=812
-  _globals['_DEPLOYMENTREPORT_METRICSAFTERENTRY']._serialized_end=863
-  _globals['_DEPLOYMENTOUTCOME']._serialized_start=866
-  _globals['_DEPLOYMENTOUTCOME']._serialized_end=1328
-  _globals['_DEPLOYMENTOUTCOME_TUNABLESENTRY']._serialized_start=1255
-  _globals['_DEPLOYMENTOUTCOME_TUNABLESENTRY']._serialized_end=1328
+  _globals['_DEPLOYMENTREPORT']._serialized_end=884
+  _globals['_DEPLOYMENTREPORT_METRICSBEFOREENTRY']._serialized_start=779
+  _globals['_DEPLOYMENTREPORT_METRICSBEFOREENTRY']._serialized_end=831
+  _globals['_DEPLOYMENTREPORT_METRICSAFTERENTRY']._serialized_start=833
+  _globals['_DEPLOYMENTREPORT_METRICSAFTERENTRY']._serialized_end=884
+  _globals['_DEPLOYMENTOUTCOME']._serialized_start=887
+  _globals['_DEPLOYMENTOUTCOME']._serialized_end=1349
+  _globals['_DEPLOYMENTOUTCOME_TUNABLESENTRY']._serialized_start=1276
+  _globals['_DEPLOYMENTOUTCOME_TUNABLESENTRY']._serialized_end=1349
 # @@protoc_insertion_point(module_scope)

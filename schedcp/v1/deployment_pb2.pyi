@@ -51,7 +51,7 @@ class CircuitBreakerEvent(_message.Message):
     def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., reason: _Optional[str] = ..., metric: _Optional[str] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class DeploymentReport(_message.Message):
-    __slots__ = ("meta", "report_id", "rollout_id", "node", "token_id", "phase", "policy", "metrics_before", "metrics_after", "breaker_events", "message", "sched_ext_state", "at", "config_digest")
+    __slots__ = ("meta", "report_id", "rollout_id", "node", "token_id", "phase", "policy", "metrics_before", "metrics_after", "breaker_events", "message", "sched_ext_state", "at", "config_digest", "improvement")
     class MetricsBeforeEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,7 @@ class DeploymentReport(_message.Message):
     SCHED_EXT_STATE_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     CONFIG_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.Meta
     report_id: str
     rollout_id: str
@@ -94,7 +95,8 @@ class DeploymentReport(_message.Message):
     sched_ext_state: str
     at: _timestamp_pb2.Timestamp
     config_digest: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.Meta, _Mapping]] = ..., report_id: _Optional[str] = ..., rollout_id: _Optional[str] = ..., node: _Optional[str] = ..., token_id: _Optional[str] = ..., phase: _Optional[_Union[DeploymentPhase, str]] = ..., policy: _Optional[_Union[_common_pb2.PolicyRef, _Mapping]] = ..., metrics_before: _Optional[_Mapping[str, float]] = ..., metrics_after: _Optional[_Mapping[str, float]] = ..., breaker_events: _Optional[_Iterable[_Union[CircuitBreakerEvent, _Mapping]]] = ..., message: _Optional[str] = ..., sched_ext_state: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., config_digest: _Optional[str] = ...) -> None: ...
+    improvement: float
+    def __init__(self, meta: _Optional[_Union[_common_pb2.Meta, _Mapping]] = ..., report_id: _Optional[str] = ..., rollout_id: _Optional[str] = ..., node: _Optional[str] = ..., token_id: _Optional[str] = ..., phase: _Optional[_Union[DeploymentPhase, str]] = ..., policy: _Optional[_Union[_common_pb2.PolicyRef, _Mapping]] = ..., metrics_before: _Optional[_Mapping[str, float]] = ..., metrics_after: _Optional[_Mapping[str, float]] = ..., breaker_events: _Optional[_Iterable[_Union[CircuitBreakerEvent, _Mapping]]] = ..., message: _Optional[str] = ..., sched_ext_state: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., config_digest: _Optional[str] = ..., improvement: _Optional[float] = ...) -> None: ...
 
 class DeploymentOutcome(_message.Message):
     __slots__ = ("meta", "outcome_id", "rollout_id", "profile_id", "workload_class", "policy", "config_digest", "tunables", "improvement", "metric", "success", "reason", "source", "node")
