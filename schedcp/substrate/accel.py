@@ -77,6 +77,87 @@ def decide(*, override: str | None, modules: list[str], dev_kvm: bool,
     return Accel("tcg", f"KVM test boot failed ({detail}): TCG")
 
 
+def _read_tsc_fn():  # pragma: no cover - exercised by host_tsc_khz
+    """A callable returning the host's TSC (x86-64 ``rdtsc``), or None elsewhere."""
+    import ctypes
+    import mmap
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    # rdtsc; shl rdx, 32; or rax, rdx; ret
+    code = bytes([0x0F, 0x31, 0x48, 0xC1, 0xE2, 0x20, 0x48, 0x09, 0xD0, 0xC3])
+    buf = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    buf.write(code)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    fn = ctypes.CFUNCTYPE(ctypes.c_uint64)(addr)
+    fn._keepalive = buf  # type: ignore[attr-defined]  # the code page must outlive fn
+    return fn
+
+
+def tsc_khz_from_samples(start: tuple[int, int], end: tuple[int, int]) -> int:
+    """kHz from two (tsc, nanoseconds) samples."""
+    (t0, n0), (t1, n1) = start, end
+    if n1 <= n0 or t1 <= t0:
+        raise ValueError("samples out of order")
+    return round((t1 - t0) / ((n1 - n0) / 1e6))
+
+
+def measure_host_tsc_khz(window_s: float = 0.2) -> int | None:
+    """The host TSC rate, measured against CLOCK_MONOTONIC.
+
+    Why: under TCG the guest's TSC *is* the host's TSC, but the guest
+    calibrates it against emulated timers, and on a loaded host that
+    calibration can be off by 3-4x (seen: 708 MHz detected for a 2596 MHz
+    TSC). The kernel then refuses to refine by more than 1%, so the guest's
+    clock runs several times too fast for the whole boot. Passing
+    ``tsc_early_khz`` fixes the rate; the kernel's refinement then confirms it.
+    Each sample keeps the tightest of 50 back-to-back reads, so preemption
+    between the two clocks cannot skew it.
+    """
+    rdtsc = _read_tsc_fn()
+    if rdtsc is None:
+        return None
+    import time
+
+    def sample() -> tuple[int, int]:
+        best = None
+        for _ in range(50):
+            a = time.perf_counter_ns()
+            t = rdtsc()
+            b = time.perf_counter_ns()
+            if best is None or b - a < best[0]:
+                best = (b - a, t, (a + b) // 2)
+        assert best is not None
+        return best[1], best[2]
+
+    s = sample()
+    time.sleep(window_s)
+    return tsc_khz_from_samples(s, sample())
+
+
+def host_tsc_khz(cache_file: Path) -> int | None:
+    """:func:`measure_host_tsc_khz`, cached per host boot (the rate is fixed per boot)."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = "unknown"
+    try:
+        cached = json.loads(cache_file.read_text())
+        if cached.get("boot_id") == boot_id and cached.get("tsc_khz"):
+            return int(cached["tsc_khz"])
+    except (FileNotFoundError, ValueError):
+        pass
+    try:
+        khz = measure_host_tsc_khz()
+    except (OSError, ValueError):
+        return None
+    if khz:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps({"boot_id": boot_id, "tsc_khz": khz}) + "\n")
+    return khz
+
+
 def qemu_version(qemu: str = "qemu-system-x86_64") -> str:
     try:
         out = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=10).stdout

@@ -393,7 +393,13 @@ class VmNode:
                               hint=(wd / "virtiofsd.log").read_text(errors="replace")[-500:])
             await asyncio.sleep(0.01)
 
-        cmdline = " ".join(["console=ttyS0", "tsc=reliable", "panic=-1", "reboot=t", "quiet",
+        clock = ["tsc=reliable"]
+        if self.accel.name == "tcg":
+            khz = await asyncio.to_thread(accel_mod.host_tsc_khz, cache_dir() / "host_tsc.json")
+            if khz:
+                # The guest's TSC is the host's; do not let it guess the rate.
+                clock.append(f"tsc_early_khz={khz}")
+        cmdline = " ".join(["console=ttyS0", *clock, "panic=-1", "reboot=t", "quiet",
                             "loglevel=4", "rdinit=/init", "8250.nr_uarts=1", "i8042.noaux",
                             "i8042.nokbd", *self.kernel_args])
         mem = f"{self.mem_mb}M"

@@ -66,3 +66,12 @@ def test_tcg_thread_knob(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCHEDCP_TCG_THREAD", "many")
     with pytest.raises(VmError, match="SCHEDCP_TCG_THREAD"):
         _ = Accel("tcg", "").qemu_args
+
+
+def test_tsc_rate_from_samples() -> None:
+    from schedcp.substrate.accel import tsc_khz_from_samples
+
+    # 2596146 kHz: 519229200 ticks in 200 ms
+    assert tsc_khz_from_samples((1_000, 0), (1_000 + 519_229_200, 200_000_000)) == 2_596_146
+    with pytest.raises(ValueError):
+        tsc_khz_from_samples((5, 10), (4, 20))
