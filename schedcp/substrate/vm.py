@@ -125,19 +125,12 @@ def _keep_failed_console(name: str, text: str, keep: int = 20) -> Path | None:
     return None
 
 
-def _virtiofs_cache_mode(default: str) -> str:
-    """SCHEDCP_VIRTIOFS_CACHE, else ``default``.
-
-    ``auto``: host edits show up in the guest within ~1 s (persistent nodes,
-    where a host file may be rebuilt in place between commands). ``always``:
-    2-3x faster python start-up in the guest (measured), but a host file
-    rewritten after the guest read it may stay stale, so it is the default only
-    for one-shot jobs, whose VM lives for one command. ``none``: no caching.
-    """
-    mode = os.environ.get("SCHEDCP_VIRTIOFS_CACHE", "").strip() or default
-    if mode not in ("auto", "always", "none"):
-        raise VmError(f"SCHEDCP_VIRTIOFS_CACHE={mode!r} is not auto, always or none")
-    return mode
+#: virtiofs cache modes. ``auto``: host edits show up in the guest within ~1 s
+#: (persistent nodes, where a host file may be rebuilt in place between
+#: commands). ``always``: 2-3x faster python start-up in the guest (measured),
+#: but a host file rewritten after the guest read it may stay stale, so it is
+#: the default only for one-shot jobs, whose VM lives for one command.
+VIRTIOFS_CACHE_MODES = ("auto", "always", "none")
 
 
 def find_qemu() -> str:
@@ -245,6 +238,8 @@ class VmNode:
                  initramfs: InitramfsBuilder | None = None, kernel_args: Sequence[str] = (),
                  keep_workdir: bool = False, name: str | None = None,
                  boot_retries: int = 2, virtiofs_cache: str = "auto") -> None:
+        if virtiofs_cache not in VIRTIOFS_CACHE_MODES:
+            raise VmError(f"virtiofs_cache={virtiofs_cache!r} is not one of {VIRTIOFS_CACHE_MODES}")
         if cpus < 1 or mem_mb < 128:
             raise VmError(f"bad VM size: cpus={cpus} mem_mb={mem_mb}",
                           hint="use at least 1 vCPU and 128 MB")
@@ -380,7 +375,7 @@ class VmNode:
         fsd_log = os.open(wd / "virtiofsd.log", os.O_WRONLY | os.O_CREAT, 0o644)
         self._fsd = await asyncio.create_subprocess_exec(
             find_virtiofsd(), f"--socket-path={fs_sock}", "-o", "source=/",
-            "-o", f"cache={_virtiofs_cache_mode(self.virtiofs_cache)}",
+            "-o", f"cache={self.virtiofs_cache}",
             "-o", "sandbox=chroot", "-o", "log_level=warn",
             stdin=asyncio.subprocess.DEVNULL, stdout=fsd_log, stderr=fsd_log,
             start_new_session=True, preexec_fn=_child_setup)
@@ -737,7 +732,7 @@ def default_accel(kernel: Kernel) -> Accel:
 
 
 async def run_job(job: Job, *, kernel: Kernel | None = None, accel: Accel | None = None,
-                  boot_timeout: float | None = None) -> JobResult:
+                  boot_timeout: float | None = None, virtiofs_cache: str = "always") -> JobResult:
     """Boot a fresh VM, run ``job``, tear the VM down, return everything.
 
     The VM's hard lifetime is the boot timeout + the job's timeout + grace, so
@@ -749,7 +744,7 @@ async def run_job(job: Job, *, kernel: Kernel | None = None, accel: Accel | None
     # under it in any way that matters, and python starts 2-3x faster.
     node = VmNode(kernel=kernel, cpus=job.cpus, mem_mb=job.mem_mb, accel=accel,
                   modules=job.modules, files=job.files, boot_timeout=boot,
-                  lifetime=boot + job.timeout + HOST_GRACE_S + 10, virtiofs_cache="always")
+                  lifetime=boot + job.timeout + HOST_GRACE_S + 10, virtiofs_cache=virtiofs_cache)
     try:
         await node.start()
         res = await node.run(job.argv, env=job.env, cwd=job.cwd, timeout=job.timeout,
