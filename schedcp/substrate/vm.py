@@ -732,13 +732,35 @@ def default_accel(kernel: Kernel) -> Accel:
 
 
 async def run_job(job: Job, *, kernel: Kernel | None = None, accel: Accel | None = None,
-                  boot_timeout: float | None = None, virtiofs_cache: str = "always") -> JobResult:
+                  boot_timeout: float | None = None, virtiofs_cache: str = "always",
+                  tcg_crash_retries: int = 1) -> JobResult:
     """Boot a fresh VM, run ``job``, tear the VM down, return everything.
 
     The VM's hard lifetime is the boot timeout + the job's timeout + grace, so
     nothing outlives a job. A command that times out returns ``timed_out=True``
     (the VM is destroyed with it); a VM that dies or wedges raises VmError.
+    A guest crash that looks like the MTTCG stray-INT3 artifact
+    (``VmCrashed.likely_tcg_artifact``) reruns the job on a fresh VM up to
+    ``tcg_crash_retries`` times (``timings["job_attempts"]`` says how many ran);
+    the host side is read-only to the guest, so a rerun has no side effects
+    beyond the results it reports.
     """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            res = await _run_job_once(job, kernel=kernel, accel=accel,
+                                      boot_timeout=boot_timeout, virtiofs_cache=virtiofs_cache)
+        except VmCrashed as exc:
+            if not exc.likely_tcg_artifact or attempt > tcg_crash_retries:
+                raise
+            continue
+        res.timings["job_attempts"] = attempt
+        return res
+
+
+async def _run_job_once(job: Job, *, kernel: Kernel | None, accel: Accel | None,
+                        boot_timeout: float | None, virtiofs_cache: str) -> JobResult:
     boot = boot_timeout or 120.0
     # cache=always: the VM lives for one command, so host files cannot go stale
     # under it in any way that matters, and python starts 2-3x faster.
