@@ -17,6 +17,7 @@ Both build against the BTF of the kernel that will load the object
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -176,6 +177,10 @@ class GuestRunner(Protocol):
             env: Mapping[str, str] | None = None, cwd: str | None = None) -> object: ...
 
 
+#: Host directories the guest does not see (it mounts its own tmpfs there).
+_GUEST_PRIVATE = ("/tmp", "/run", "/dev/shm", "/var/tmp")
+
+
 _ERRORS: dict[str, type[LoaderError]] = {
     VerifierRejected.code: VerifierRejected,
     AttachFailed.code: AttachFailed,
@@ -294,7 +299,7 @@ class VmSchedNode:
     def load(self, obj: Path, *, tunables: Mapping[str, object] | None = None,
              metadata_path: Path | None = None,
              ops_overrides: Mapping[str, int] | None = None) -> LoadResult:
-        args = ["load", str(Path(obj).resolve())]
+        args = ["load", self._guest_visible(Path(obj).resolve())]
         for k, v in (tunables or {}).items():
             args += ["--set", f"{k}={_set_value(v)}"]
         if metadata_path:
@@ -307,6 +312,22 @@ class VmSchedNode:
         if not doc.get("ok"):
             _raise_from_json(doc.get("error") or {})  # type: ignore[arg-type]
         return LoadResult(**doc["result"])  # type: ignore[arg-type]
+
+    def _guest_visible(self, path: Path) -> str:
+        """A guest path holding ``path``'s bytes: the same path when the
+        read-only host view shows it, else a copy in the guest's tmpfs."""
+        text = str(path)
+        if not any(text == d or text.startswith(d + "/") for d in _GUEST_PRIVATE):
+            return text
+        writer = getattr(self.guest, "write_file", None)
+        if not callable(writer):
+            raise LoaderError(f"{path} is in a directory the guest cannot see",
+                              hint="keep objects outside /tmp, /run, /dev/shm and /var/tmp")
+        data = path.read_bytes()
+        target = f"/run/schedcp-objects/{hashlib.sha256(data).hexdigest()[:16]}-{path.name}"
+        self.guest.run(["mkdir", "-p", "/run/schedcp-objects"], timeout=30)
+        writer(target, data)
+        return target
 
     def state(self, name: str | None = None) -> SchedState:
         doc = self._loader("state", *([name] if name else []))
