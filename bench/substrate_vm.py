@@ -56,8 +56,12 @@ async def bench_boot(kernel, accel, n: int, cpus: int) -> dict:
         t0 = time.monotonic()
         await run_job(Job(argv=["true"], cpus=cpus, timeout=60), kernel=kernel, accel=accel)
         oneshot.append(time.monotonic() - t0)
-    return {"boot_to_ready_s": _stats(boot), "guest_uptime_at_init_s": _stats(init_up),
-            "guest_uptime_at_ready_s": _stats(ready_up), "oneshot_true_total_s": _stats(oneshot)}
+    return {
+        "boot_to_ready_s": _stats(boot),
+        "guest_uptime_at_init_s": _stats(init_up),
+        "guest_uptime_at_ready_s": _stats(ready_up),
+        "oneshot_true_total_s": _stats(oneshot),
+    }
 
 
 async def bench_pool(kernel, accel, jobs: int, size: int) -> dict:
@@ -66,8 +70,9 @@ async def bench_pool(kernel, accel, jobs: int, size: int) -> dict:
         # Warm the initramfs cache etc. outside the timed part.
         await pool.run(Job(argv=["true"], cpus=1, timeout=60))
         t0 = time.monotonic()
-        res = await asyncio.gather(*(pool.run(Job(argv=["true"], cpus=1, mem_mb=512, timeout=60))
-                                     for _ in range(jobs)))
+        res = await asyncio.gather(
+            *(pool.run(Job(argv=["true"], cpus=1, mem_mb=512, timeout=60)) for _ in range(jobs))
+        )
         dt = time.monotonic() - t0
     assert all(r.ok for r in res)
     return {"jobs": jobs, "size": size, "seconds": dt, "vms_per_minute": jobs / dt * 60}
@@ -82,8 +87,10 @@ async def bench_rss(kernel, accel) -> dict:
         assert node._qemu is not None and node._fsd is not None
         out = {}
         for name, pid in (("qemu", node._qemu.pid), ("virtiofsd", node._fsd.pid)):
-            out[name] = {"rss_mib": _kb(pid, "VmRSS") / 1024,
-                         "pss_mib": _kb(pid, "Pss", "smaps_rollup") / 1024}
+            out[name] = {
+                "rss_mib": _kb(pid, "VmRSS") / 1024,
+                "pss_mib": _kb(pid, "Pss", "smaps_rollup") / 1024,
+            }
         out["total_rss_mib"] = out["qemu"]["rss_mib"] + out["virtiofsd"]["rss_mib"]
         out["total_pss_mib"] = out["qemu"]["pss_mib"] + out["virtiofsd"]["pss_mib"]
         return out
@@ -94,8 +101,12 @@ async def bench_rss(kernel, accel) -> dict:
 async def main_async(args: argparse.Namespace) -> dict:
     kernel = await asyncio.to_thread(ensure_kernel)
     accel = await asyncio.to_thread(default_accel, kernel)
-    result: dict = {"kernel": kernel.release, "accel": accel.name, "host_cpus": os.cpu_count(),
-                    "load_before": _loadavg()}
+    result: dict = {
+        "kernel": kernel.release,
+        "accel": accel.name,
+        "host_cpus": os.cpu_count(),
+        "load_before": _loadavg(),
+    }
     result["boot"] = await bench_boot(kernel, accel, args.boots, cpus=2)
     result["pool"] = await bench_pool(kernel, accel, args.pool_jobs, args.pool_size)
     result["rss"] = await bench_rss(kernel, accel)
@@ -112,12 +123,16 @@ def to_markdown(r: dict) -> str:
         "| metric | median | min | max | n |",
         "|---|---|---|---|---|",
     ]
-    for key, label in (("boot_to_ready_s", "boot to ready (qemu spawn -> agent ready), s"),
-                       ("guest_uptime_at_init_s", "guest uptime when init hands over, s"),
-                       ("guest_uptime_at_ready_s", "guest uptime when agent ready, s"),
-                       ("oneshot_true_total_s", "one-shot `true` end to end, s")):
+    for key, label in (
+        ("boot_to_ready_s", "boot to ready (qemu spawn -> agent ready), s"),
+        ("guest_uptime_at_init_s", "guest uptime when init hands over, s"),
+        ("guest_uptime_at_ready_s", "guest uptime when agent ready, s"),
+        ("oneshot_true_total_s", "one-shot `true` end to end, s"),
+    ):
         s = b[key]
-        lines.append(f"| {label} | {s['median']:.2f} | {s['min']:.2f} | {s['max']:.2f} | {s['n']} |")
+        lines.append(
+            f"| {label} | {s['median']:.2f} | {s['min']:.2f} | {s['max']:.2f} | {s['n']} |"
+        )
     lines += [
         "",
         f"- pool: {p['jobs']} one-shot VMs through `VmPool(size={p['size']})` in {p['seconds']:.1f} s "
