@@ -123,13 +123,17 @@ class _Report:
                     if d.severity in ("error", "fatal error"):
                         print(f"  {d}", file=sys.stderr)
             if isinstance(exc, VerifierRejected):
-                print(_log_tail(str(exc.details.get("log", ""))), file=sys.stderr)
+                anchor = exc.message.rsplit(": ", 1)[-1]
+                print(_log_excerpt(str(exc.details.get("log", "")), anchor), file=sys.stderr)
 
 
-def _log_tail(log: str, lines: int = 25) -> str:
-    """The end of a verifier log: where the rejection is explained."""
+def _log_excerpt(log: str, anchor: str, before: int = 10, after: int = 30) -> str:
+    """The part of a verifier log around the line that explains the rejection
+    (newer kernels append a long "causal path" after it)."""
     body = [ln for ln in log.splitlines() if ln.strip()]
-    return "\n".join("  | " + ln for ln in body[-lines:])
+    idx = next((i for i, ln in enumerate(body) if anchor and anchor in ln), len(body) - 1)
+    lo, hi = max(0, idx - before), min(len(body), idx + after)
+    return "\n".join("  | " + ln for ln in body[lo:hi])
 
 
 @contextlib.contextmanager
@@ -147,7 +151,8 @@ def _terminate_as_exception() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def open_node(kind: str, *, cpus: int, report: _Report) -> Iterator[SchedNode]:
+def open_node(kind: str, *, cpus: int, report: _Report,
+              kernel: object | None = None) -> Iterator[SchedNode]:
     """A node to load into; the VM (if any) is torn down on exit, whatever happens."""
     if kind == "host":
         node: SchedNode = HostSchedNode()
@@ -157,9 +162,21 @@ def open_node(kind: str, *, cpus: int, report: _Report) -> Iterator[SchedNode]:
     from schedcp.substrate.nodes import boot_vm_node
 
     report.event("booting", f"micro-VM, {cpus} vCPUs")
-    with boot_vm_node(cpus=cpus) as node:
-        report.event("booted", node.describe())
-        yield node
+    with boot_vm_node(cpus=cpus, kernel=kernel) as vm:  # type: ignore[arg-type]
+        report.event("booted", vm.describe())
+        yield vm
+
+
+def _target_btf(kind: str) -> tuple[Path, str, object | None]:
+    """(BTF to build against, its description, the VM kernel) without booting:
+    a build error should not cost a VM boot."""
+    if kind == "host":
+        node = HostSchedNode()  # refuses clearly without sched_ext or root
+        return node.btf_path(), node.describe(), None
+    from schedcp.substrate.kernel import ensure_kernel
+
+    k = ensure_kernel()
+    return k.vmlinux, f"kernel {k.release}", k
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -192,29 +209,29 @@ def _load_flow(args: argparse.Namespace, report: _Report, run_argv: list[str]) -
     overrides = {"timeout_ms": args.timeout_ms} if args.timeout_ms is not None else {}
     meta_path = source.with_name(source.name.removesuffix(".c").removesuffix(".bpf") + ".json")
     try:
-        with open_node(args.node, cpus=args.cpus, report=report) as node:
-            return _on_node(node, args, report, source, meta_path if meta else None, tunables,
-                            overrides, run_argv)
+        btf, target, kernel = _target_btf(args.node)
+        report.event("building", f"{source.name} against {target}")
+        try:
+            built = BpfBuilder(btf=btf).build_file(source)
+        except BuildError as exc:
+            report.error(exc, "build-failed")
+            return report.finish(False)
+        report.doc["build"] = built.to_dict()
+        report.event("built", f"{built.object_path.name} {built.digest[:19]}")
+        with open_node(args.node, cpus=args.cpus, report=report, kernel=kernel) as node:
+            return _on_node(node, args, report, built.object_path, meta_path if meta else None,
+                            tunables, overrides, run_argv)
     except SchedcpError as exc:
         report.error(exc)
         return report.finish(False)
 
 
-def _on_node(node: SchedNode, args: argparse.Namespace, report: _Report, source: Path,
+def _on_node(node: SchedNode, args: argparse.Namespace, report: _Report, obj: Path,
              meta_path: Path | None, tunables: dict[str, object], overrides: dict[str, int],
              run_argv: list[str]) -> int:
-    report.event("building", f"{source.name} against {node.describe()}")
-    try:
-        built = BpfBuilder(btf=node.btf_path()).build_file(source)
-    except BuildError as exc:
-        report.error(exc, "build-failed")
-        return report.finish(False)
-    report.doc["build"] = built.to_dict()
-    report.event("built", f"{built.object_path.name} {built.digest[:19]}")
-
     report.event("loading", ", ".join(f"{k}={v}" for k, v in tunables.items()) or "defaults")
     try:
-        loaded = node.load(built.object_path, tunables=tunables, metadata_path=meta_path,
+        loaded = node.load(obj, tunables=tunables, metadata_path=meta_path,
                            ops_overrides=overrides)
     except VerifierRejected as exc:
         report.error(exc, "rejected")

@@ -38,6 +38,32 @@ def test_host_without_sched_ext_is_refused_clearly() -> None:
     assert "this kernel has no sched_ext" in p.stderr and "--node vm" in p.stderr
 
 
+def test_build_error_is_reported_with_diagnostics_before_any_vm_boots(tmp_path: Path) -> None:
+    src = (REPO / "bpf" / "fifo.bpf.c").read_text().replace("slice_us * SC_NSEC_PER_USEC, enq",
+                                                            "slice_usec * SC_NSEC_PER_USEC, enq")
+    bad = tmp_path / "broken.bpf.c"
+    bad.write_text(src)
+    line = next(i for i, ln in enumerate(src.splitlines(), 1) if "slice_usec" in ln)
+    p = _cli(str(bad), "--json", timeout=120)
+    assert p.returncode == 1
+    doc = json.loads(p.stdout)
+    assert [e["state"] for e in doc["events"]] == ["building", "build-failed"]
+    err = doc["error"]
+    assert err["code"] == "build"
+    first = next(d for d in err["diagnostics"] if d["severity"] == "error")
+    assert first["line"] == line and "slice_usec" in first["message"]
+
+
+@pytest.mark.vm
+def test_verifier_rejection_fails_the_cli_with_the_log() -> None:
+    prog = Path(__file__).parent / "progs" / "reject_null_deref.bpf.c"
+    p = _cli(str(prog))
+    assert p.returncode == 1
+    assert "refused to load reject" in p.stderr
+    assert "| R0 invalid mem access 'map_value_or_null'" in p.stderr  # the log tail
+    assert " enabled " not in p.stdout and " rejected " in p.stdout
+
+
 @pytest.mark.vm
 def test_load_with_set_runs_a_command_and_reports_every_transition() -> None:
     p = _cli("fifo", "--set", "slice_us=3000", "--json", "--run", "--",
@@ -45,7 +71,7 @@ def test_load_with_set_runs_a_command_and_reports_every_transition() -> None:
     assert p.returncode == 0, p.stderr + p.stdout
     doc = json.loads(p.stdout)
     states = [e["state"] for e in doc["events"]]
-    assert states == ["booting", "booted", "building", "built", "loading", "enabled",
+    assert states == ["building", "built", "booting", "booted", "loading", "enabled",
                       "running", "ran", "unloaded"], states
     ts = [e["t"] for e in doc["events"]]
     assert ts == sorted(ts)
