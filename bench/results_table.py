@@ -23,9 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from schedcp.bench.engine import ABResult, ABRunner, BenchError  # noqa: E402
+from schedcp.bench.engine import ABResult, ABRunner, BenchError, NodeLost  # noqa: E402
 from schedcp.bench.nodes import open_node  # noqa: E402
 from schedcp.bench.stats import format_ratio  # noqa: E402
+from schedcp.substrate import VmError  # noqa: E402
 from schedcp.substrate.sched_metadata import metadata_for_source  # noqa: E402
 from schedcp.workloads import WORKLOADS, get_workload  # noqa: E402
 
@@ -166,6 +167,16 @@ def render(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def measure(workload: str, chosen: list[str], args: argparse.Namespace, progress) -> tuple[list, str]:
+    """One VM boot: EEVDF and ``chosen`` on ``workload``, rotating order."""
+    with open_node("vm", vcpus=args.vcpus, progress=progress) as node:
+        candidates = [node.scheduler(s, {}) for s in chosen]
+        progress(f"== {workload}: EEVDF vs {', '.join(chosen)}, {args.repeat} rounds")
+        outcomes = ABRunner(node=node, progress=progress).compare_many(
+            workload, candidates=candidates, repetitions=args.repeat)
+        return outcomes, getattr(node, "kernel_release", "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -198,44 +209,38 @@ def main(argv: list[str] | None = None) -> int:
         def progress(msg: str) -> None:
             print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
-        with open_node("vm", vcpus=args.vcpus, progress=progress) as node:
-            kernel = getattr(node, "kernel_release", "")
-            for workload in workloads:
-                cls = get_workload(workload).workload_class
-                chosen = [s for s in scheds if not args.targets_only or cls in library[s]]
-                if not chosen:
-                    continue
-                candidates = [node.scheduler(s, {}) for s in chosen]
-                progress(f"== {workload}: EEVDF vs {', '.join(chosen)}, {args.repeat} rounds")
-                outcomes = ABRunner(node=node, progress=progress).compare_many(
-                    workload, candidates=candidates, repetitions=args.repeat
-                )
-                params = get_workload(workload).resolve_params({})
-                for sched, outcome in zip(chosen, outcomes, strict=True):
-                    cmd = command_for(workload, sched, args.repeat, params)
-                    rows = [
-                        r
-                        for r in rows
-                        if not (r["scheduler"] == sched and r["workload"] == workload)
-                    ]
-                    if isinstance(outcome, BenchError):
-                        rows.append(
-                            {
-                                "scheduler": sched,
-                                "workload": workload,
-                                "class": cls,
-                                "targets_class": cls in library[sched],
-                                "command": cmd,
-                                "error": str(outcome).replace("|", "/")[:200],
-                                "kernel": kernel,
-                                "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                            }
-                        )
-                    else:
-                        rows.append(row_of(outcome, library[sched], cmd, kernel))
-                # Save after every workload so an interrupted matrix keeps what it measured.
-                RESULTS_JSON.write_text(json.dumps(rows, indent=1) + "\n")
-                RESULTS_MD.write_text(render(rows))
+        for workload in workloads:
+            cls = get_workload(workload).workload_class
+            chosen = [s for s in scheds if not args.targets_only or cls in library[s]]
+            if not chosen:
+                continue
+            # One boot per workload: every row still compares runs from one VM,
+            # and a guest kernel crash (seen under TCG while enabling a
+            # scheduler) costs one workload's rows a retry, not the matrix.
+            for attempt in (1, 2):
+                try:
+                    outcomes, kernel = measure(workload, chosen, args, progress)
+                    break
+                except (NodeLost, VmError) as exc:
+                    progress(f"node lost during {workload} (attempt {attempt}): {exc.message}")
+                    if attempt == 2:
+                        outcomes = [NodeLost(exc.message)] * len(chosen)
+                        kernel = ""
+            params = get_workload(workload).resolve_params({})
+            for sched, outcome in zip(chosen, outcomes, strict=True):
+                cmd = command_for(workload, sched, args.repeat, params)
+                rows = [r for r in rows if not (r["scheduler"] == sched and r["workload"] == workload)]
+                if isinstance(outcome, BenchError):
+                    rows.append({"scheduler": sched, "workload": workload, "class": cls,
+                                 "targets_class": cls in library[sched], "command": cmd,
+                                 "error": str(outcome).replace("|", "/").replace("\n", " ")[:200],
+                                 "kernel": kernel,
+                                 "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+                else:
+                    rows.append(row_of(outcome, library[sched], cmd, kernel))
+            # Save after every workload so an interrupted matrix keeps what it measured.
+            RESULTS_JSON.write_text(json.dumps(rows, indent=1) + "\n")
+            RESULTS_MD.write_text(render(rows))
     RESULTS_MD.write_text(render(rows))
     print(RESULTS_MD.read_text())
     return 0

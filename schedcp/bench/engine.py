@@ -43,6 +43,12 @@ class SchedulerEjected(BenchError):
     code = "scheduler_ejected"
 
 
+class NodeLost(BenchError):
+    """The node itself died (e.g. the micro-VM's kernel crashed): no arm can go on."""
+
+    code = "node_lost"
+
+
 class NoSchedExt(BenchError):
     """The node cannot run sched_ext schedulers at all."""
 
@@ -297,7 +303,7 @@ class ABRunner:
                 try:
                     result = self._run_arm(spec, values, arm, sched)
                 except SchedcpError as exc:
-                    if arm == 0:
+                    if arm == 0 or isinstance(exc, NodeLost):
                         raise
                     failed[arm] = exc if isinstance(exc, BenchError) else \
                         BenchError(f"{sched.name} failed on {spec.name}: {exc.message}", hint=exc.hint)

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from schedcp.bench.engine import BenchError, NoSchedExt, RunOutcome, SchedulerUnderTest
+from schedcp.bench.engine import BenchError, NodeLost, NoSchedExt, RunOutcome, SchedulerUnderTest
 from schedcp.bench.guest_run import bootstrap_argv
 from schedcp.workloads import workload_command
 from schedcp.workloads.native import cache_dir
@@ -120,7 +120,14 @@ class SchedNodeAdapter:
             sched = {"obj": str(Path(scheduler.obj).resolve()), "tunables": dict(scheduler.tunables)}
         request = {"workload": workload, "params": dict(params), "cache_dir": str(cache_dir()),
                    "scheduler": sched}
-        res = self.node.run(bootstrap_argv(self._python, request), timeout_s=timeout)
+        from schedcp.substrate import VmError
+
+        try:
+            res = self.node.run(bootstrap_argv(self._python, request), timeout_s=timeout)
+        except VmError as exc:
+            who = f" while {scheduler.name} was loaded" if sched else ""
+            raise NodeLost(f"{self.name} died during {workload}{who}: {exc.message}",
+                           hint=exc.hint) from exc
         if res.timed_out:
             raise BenchError(f"{workload} exceeded {timeout:.0f} s on {self.name}",
                              hint="a scheduler may be starving it; try smaller --param sizes")

@@ -105,3 +105,16 @@ def test_compare_many_shares_the_baseline_and_isolates_a_failure():
     assert fifo_result.metric("makespan_s").baseline_values == (4.0, 4.4)
     # Rounds rotate the arm order: eevdf fifo stall, then fifo stall eevdf (stall dropped out).
     assert node.calls == ["eevdf", "fifo", "stall", "fifo", "eevdf"]
+
+
+def test_a_lost_node_stops_the_benchmark_instead_of_failing_one_candidate():
+    from schedcp.bench.engine import NodeLost
+
+    class DyingNode(ScriptedNode):
+        def run_repetition(self, workload, params, *, scheduler, timeout):
+            if scheduler is not None:
+                raise NodeLost("vm died: guest kernel crashed")
+            return super().run_repetition(workload, params, scheduler=scheduler, timeout=timeout)
+
+    with pytest.raises(NodeLost):
+        runner(DyingNode()).compare_many("batch-long-tail", candidates=[FIFO], repetitions=2, warmup=0)
