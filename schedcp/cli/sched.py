@@ -200,7 +200,7 @@ def _load_flow(args: argparse.Namespace, report: _Report, run_argv: list[str]) -
         meta = metadata_for_source(source)
         requested = parse_set_args(args.set)
         # Check tunables before spending a build and a VM boot on them.
-        tunables = meta.resolve(requested) if meta else dict(requested)
+        tunables: dict[str, object] = dict(meta.resolve(requested) if meta else requested)
     except SchedcpError as exc:
         report.error(exc)
         return report.finish(False)
