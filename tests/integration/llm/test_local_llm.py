@@ -41,7 +41,7 @@ async def test_structured_call_returns_schema_valid_json_with_accounting(local_l
             max_tokens=64,
         )
     validate(result.data, SCHEMA)
-    assert result.usage.calls == 1
+    assert 1 <= result.usage.calls <= 2  # one retry when the weak model's JSON does not validate
     assert result.usage.prompt_tokens > 10 and result.usage.completion_tokens > 0
     assert result.usage.wall_seconds > 0 and result.usage.model
 

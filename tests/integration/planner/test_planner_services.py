@@ -131,7 +131,8 @@ async def test_profile_to_plans_then_learning_then_reuse(bus, services):
         plans.append(await asyncio.wait_for(plans_box.get(), 30))
     assert {p.profile.profile_id for p in plans} == {profile.profile_id}
     assert all(p.path == plan_pb2.CONFIGURE_EXISTING for p in plans)
-    assert {p.policy.name for p in plans} <= {"fifo", "wvtime"}
+    library = {f.name.removesuffix(".json") for f in (REPO_ROOT / "bpf").glob("*.json")}
+    assert {p.policy.name for p in plans} <= library
     assert sum(p.llm.prompt_tokens + p.llm.completion_tokens for p in plans) == 0
     await asyncio.wait_for(profiles_box.get(), 10)  # our own publication
 
