@@ -138,6 +138,9 @@ def main() -> int:
         print(
             f"library {path.name:31} -> {stage or 'pass'} {sorted(rules)} {wall:.1f}s", flush=True
         )
+        # Keep the document current, so an interrupted run still reports.
+        _write(rows, stage_times, detected, considered, false_pos, len(rows) - considered, None,
+               args, infra_retries)
 
     throughput = None
     if not args.quick and args.throughput > 0:
