@@ -802,8 +802,18 @@ class BlockingVmNode:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def start(self) -> BlockingVmNode:
-        self._call(self.node.start())
+        try:
+            self._call(self.node.start())
+        except BaseException:
+            self._stop_loop()  # the VM is already torn down; do not leak the thread
+            raise
         return self
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def run(self, argv: Sequence[str], **kw: Any) -> CommandResult:
         return self._call(self.node.run(argv, **kw))
@@ -815,11 +825,12 @@ class BlockingVmNode:
         self._call(self.node.write_file(path, data, **kw))
 
     def shutdown(self) -> None:
+        if not self._thread.is_alive():
+            return
         try:
             self._call(self.node.shutdown())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
+            self._stop_loop()
 
     def __enter__(self) -> BlockingVmNode:
         return self.start()
