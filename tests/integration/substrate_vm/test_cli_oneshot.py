@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -37,6 +39,14 @@ def _vm_processes(cli_pid: int) -> list[str]:
         if marker in cmd and state != "Z":
             out.append(cmd.split()[0])
     return out
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
 
 
 def _run_cli(args: list[str], timeout: float = 180) -> tuple[subprocess.CompletedProcess[str], int]:
@@ -74,12 +84,20 @@ def test_sigkill_of_the_cli_leaves_no_qemu_or_virtiofsd() -> None:
     proc = subprocess.Popen([*CLI, "--cpus", "1", "--", "sleep", "600"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while sorted(os.path.basename(p) for p in _vm_processes(proc.pid)) != \
                 ["qemu-system-x86_64", "virtiofsd"]:
             assert proc.poll() is None, "the CLI exited before its VM started"
             assert time.monotonic() < deadline, "VM processes never appeared"
             time.sleep(0.2)
+        # Kill it once the guest is really up (init handed over to the agent),
+        # not merely while qemu is starting.
+        consoles = glob.glob(f"{tempfile.gettempdir()}/schedcp-vm-{proc.pid}-*/console.log")
+        while not any("schedcp-init: ready" in _read(c) for c in consoles):
+            assert proc.poll() is None, "the CLI exited before its guest was ready"
+            assert time.monotonic() < deadline, "guest never became ready"
+            time.sleep(0.2)
+            consoles = glob.glob(f"{tempfile.gettempdir()}/schedcp-vm-{proc.pid}-*/console.log")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + 15
