@@ -156,6 +156,16 @@ def render(rows: list[dict[str, object]]) -> str:
             f"{r['ratio_max']:.2f})" for r in worse) + ".")
     else:
         lines.append("No policy is more than 5% worse than EEVDF on a class it targets.")
+    lines += ["", "## Reading these numbers", "",
+              "- Under TCG every sched_ext callback runs as JIT-ed BPF inside an emulated CPU, so",
+              "  each scheduling decision costs far more than EEVDF's native C path. Short-wakeup",
+              "  metrics (wakeup p50) therefore favour EEVDF heavily in the micro-VM; on hardware",
+              "  this overhead is a few hundred nanoseconds and the comparison would differ.",
+              "- The rows were measured on a shared 2-core machine with other micro-VMs running",
+              "  (load average 15-20): single runs varied by 20-50%. A ratio whose range straddles 1",
+              "  is inconclusive; re-run the row's command with `--repeat 5` or more on a quiet host.",
+              "- A `failed` row is a scheduler the kernel refused to load (verifier) or ejected; the",
+              "  error says which.", ""]
     kernels = sorted({str(r.get("kernel")) for r in rows if r.get("kernel")})
     dates = sorted({str(r.get("measured_at")) for r in rows})
     lines += [
