@@ -198,14 +198,15 @@ class NodeExecutor:
         after = await self._measure(req.workload_class, req.bake_s)
         if before is not None and after is not None:
             trip = breaker.check_metric(metric=after.metric, baseline=before.value, current=after.value,
-                                              higher_is_better=after.higher_is_better)
+                                        higher_is_better=after.higher_is_better)
             if trip:
                 return trip, after
-            # An ejection can also happen during the measurement itself.
-            st = await asyncio.to_thread(self._node.state, target.name)
-            trip = breaker.check_state(expected_ops=target.name, sched_ext_state=st.sched_ext_state,
-                                       root_ops=st.root_ops, ejected=st.ejected,
-                                       exit_reason=st.exit.reason if st.exit else "")
+        # The health check and the measurement ran work on the node: an
+        # ejection they provoked must count too.
+        st = await asyncio.to_thread(self._node.state, target.name)
+        trip = breaker.check_state(expected_ops=target.name, sched_ext_state=st.sched_ext_state,
+                                   root_ops=st.root_ops, ejected=st.ejected,
+                                   exit_reason=st.exit.reason if st.exit else "")
         return trip, after
 
     async def _measure(self, workload_class: str, bake_s: float) -> Measurement | None:
