@@ -3,9 +3,13 @@
  * cgfair: cgroup-weight-aware fair sharing.
  *
  * Design: CPU is shared between cgroups by their cpu.weight first, then
- * between the tasks of a cgroup. Every cgroup has a virtual time that
- * advances by the CPU its tasks use, scaled by 100/cpu.weight (weights come
- * from ops.cgroup_init and ops.cgroup_set_weight, keyed by cgroup id). A task
+ * between the tasks of a cgroup. Every cgroup (of the cpu controller, keyed by
+ * cgroup id) has a virtual time that advances by the CPU its tasks use,
+ * scaled by 100/cpu.weight. The weight is read from the cpu controller's
+ * shares of the task's group (cpu.weight 100 = 1024 shares), which the kernel
+ * keeps current on every cpu.weight write; ops.cgroup_init/cgroup_exit only
+ * create and drop the per-cgroup state. (On the 7.3 guest kernel we test on,
+ * a weight kept from ops.cgroup_set_weight did not change the split.) A task
  * is queued in one shared DSQ at its cgroup's vtime, clamped to at most
  * max_lag_slices slices behind the global clock (bounded credit for idle
  * cgroups), so a cgroup with ten busy tasks gets the same CPU as a cgroup
@@ -34,7 +38,7 @@ const volatile u32 max_lag_slices = 2;		/* credit an idle cgroup brings back */
 
 struct cg_ctx {
 	u64 vtime;		/* advances by used * 100 / weight */
-	u32 weight;		/* cpu.weight, 1..10000, 100 = default */
+	u32 weight;		/* cpu.weight seen at the last charge (for bpftool) */
 };
 
 struct {
@@ -47,6 +51,8 @@ struct {
 struct task_ctx {
 	u64 run_start;
 	u64 cgid;		/* cgroup charged for this stint */
+	u64 key;		/* key it was queued with */
+	bool queued;		/* came through the shared DSQ (not direct) */
 };
 
 struct {
@@ -56,7 +62,13 @@ struct {
 	__type(value, struct task_ctx);
 } cgfair_tasks SEC(".maps");
 
-/* Global virtual clock: the key of the most recent task to start running. */
+/*
+ * Global virtual clock: the largest key dispatched from the shared DSQ (the
+ * queue's frontier). Tasks dispatched directly to an idle CPU do not move it,
+ * so a cgroup that ran alone for a while cannot drag the clock ahead and make
+ * every other cgroup look "behind" (which would clamp them all to one value
+ * and erase their weights).
+ */
 static u64 vtime_now;
 
 static __always_inline u64 base_slice_ns(void)
@@ -73,16 +85,26 @@ static __always_inline u64 task_slice_ns(struct task_struct *p)
 	return sc_min(s, 4 * base_slice_ns());
 }
 
+/* The cgroup whose cpu.weight applies to @p: its cpu controller group. */
 static __always_inline u64 task_cgid(struct task_struct *p)
 {
-	return BPF_CORE_READ(p, cgroups, dfl_cgrp, kn, id);
+	return BPF_CORE_READ(p, sched_task_group, css.cgroup, kn, id);
+}
+
+/* cpu.weight of @p's group from its shares (weight 100 = 1024 << 10). */
+static __always_inline u32 task_group_weight(struct task_struct *p)
+{
+	u64 shares = BPF_CORE_READ(p, sched_task_group, shares);
+	u64 w = (shares >> 10) * 100 / 1024;
+
+	return w ? (u32)sc_min(w, 10000) : 100;
 }
 
 /* The cgroup's context, created (weight 100, at the clock) if missing. */
 static __always_inline struct cg_ctx *cg_of(u64 cgid)
 {
 	struct cg_ctx *cg = bpf_map_lookup_elem(&cgfair_cgroups, &cgid);
-	struct cg_ctx fresh = { .vtime = vtime_now, .weight = 100 };
+	struct cg_ctx fresh = { .vtime = vtime_now, .weight = 0 };
 
 	if (cg)
 		return cg;
@@ -92,23 +114,40 @@ static __always_inline struct cg_ctx *cg_of(u64 cgid)
 
 s32 BPF_STRUCT_OPS(cgfair_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
+	struct task_ctx *tctx;
 	bool is_idle = false;
 	s32 cpu = sc_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 
-	if (is_idle)
+	if (is_idle) {
+		tctx = bpf_task_storage_get(&cgfair_tasks, p, 0, 0);
+		if (tctx)
+			tctx->queued = false;
 		sc_dsq_insert(p, SCX_DSQ_LOCAL, task_slice_ns(p), 0);
+	}
 	return cpu;
 }
 
 void BPF_STRUCT_OPS(cgfair_enqueue, struct task_struct *p, u64 enq_flags)
 {
+	struct task_ctx *tctx = bpf_task_storage_get(&cgfair_tasks, p, 0, 0);
 	struct cg_ctx *cg = cg_of(task_cgid(p));
-	u64 floor = vtime_now - (u64)max_lag_slices * base_slice_ns();
+	u64 lag = (u64)max_lag_slices * base_slice_ns();
+	u64 floor = vtime_now - lag;
 	u64 vtime = cg ? cg->vtime : vtime_now;
 
-	/* An idle cgroup comes back with bounded credit only. */
+	/* An idle cgroup comes back with bounded credit only... */
 	if (sc_vtime_before(vtime, floor))
 		vtime = floor;
+	/* ...and one far ahead (it ran alone) with bounded debt, so it waits
+	 * at most 4 * max_lag_slices slices once others are busy again. */
+	if (sc_vtime_before(vtime_now + 4 * lag, vtime))
+		vtime = vtime_now + 4 * lag;
+	if (cg)
+		cg->vtime = vtime;
+	if (tctx) {
+		tctx->key = vtime;
+		tctx->queued = true;
+	}
 	sc_dsq_insert_vtime(p, SHARED_DSQ, task_slice_ns(p), vtime, enq_flags);
 }
 
@@ -121,12 +160,13 @@ void BPF_STRUCT_OPS(cgfair_running, struct task_struct *p)
 {
 	struct task_ctx *tctx = bpf_task_storage_get(&cgfair_tasks, p, 0, 0);
 
-	if (sc_vtime_before(vtime_now, p->scx.dsq_vtime))
-		vtime_now = p->scx.dsq_vtime;
-	if (tctx) {
-		tctx->run_start = sc_now();
-		tctx->cgid = task_cgid(p);
-	}
+	if (!tctx)
+		return;
+	if (tctx->queued && sc_vtime_before(vtime_now, tctx->key))
+		vtime_now = tctx->key;
+	tctx->queued = false;
+	tctx->run_start = sc_now();
+	tctx->cgid = task_cgid(p);
 }
 
 void BPF_STRUCT_OPS(cgfair_stopping, struct task_struct *p, bool runnable)
@@ -143,7 +183,8 @@ void BPF_STRUCT_OPS(cgfair_stopping, struct task_struct *p, bool runnable)
 	cg = cg_of(tctx->cgid);
 	if (!cg)
 		return;
-	weight = cg->weight ? cg->weight : 100;
+	weight = task_group_weight(p);
+	cg->weight = weight;
 	/* Several CPUs may charge the same cgroup at once. */
 	__sync_fetch_and_add(&cg->vtime, used * 100 / weight);
 }
@@ -160,7 +201,8 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(cgfair_cgroup_init, struct cgroup *cgrp,
 			     struct scx_cgroup_init_args *args)
 {
 	u64 cgid = cgrp->kn->id;
-	struct cg_ctx cg = { .vtime = vtime_now, .weight = args->weight ? args->weight : 100 };
+	/* A new cgroup starts at the clock: no credit, no debt. */
+	struct cg_ctx cg = { .vtime = vtime_now, .weight = args->weight };
 
 	bpf_map_update_elem(&cgfair_cgroups, &cgid, &cg, BPF_ANY);
 	return 0;
@@ -171,14 +213,6 @@ void BPF_STRUCT_OPS(cgfair_cgroup_exit, struct cgroup *cgrp)
 	u64 cgid = cgrp->kn->id;
 
 	bpf_map_delete_elem(&cgfair_cgroups, &cgid);
-}
-
-void BPF_STRUCT_OPS(cgfair_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
-{
-	struct cg_ctx *cg = cg_of(cgrp->kn->id);
-
-	if (cg)
-		cg->weight = weight ? weight : 100;
 }
 
 s32 BPF_STRUCT_OPS_SLEEPABLE(cgfair_init)
@@ -201,7 +235,6 @@ struct sched_ext_ops cgfair_ops = {
 	.init_task		= (void *)cgfair_init_task,
 	.cgroup_init		= (void *)cgfair_cgroup_init,
 	.cgroup_exit		= (void *)cgfair_cgroup_exit,
-	.cgroup_set_weight	= (void *)cgfair_cgroup_set_weight,
 	.init			= (void *)cgfair_init,
 	.exit			= (void *)cgfair_exit,
 	.name			= "cgfair",

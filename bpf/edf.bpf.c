@@ -10,10 +10,13 @@
  * like EEVDF's "latency nice" request size but on wall-clock time. All
  * runnable tasks wait in one DSQ ordered by deadline; the task is granted its
  * request as slice. A waking task whose deadline beats the one running on its
- * CPU preempts it (by more than preempt_margin_us).
+ * CPU by more than preempt_margin_us goes to the front of that CPU's local DSQ
+ * and preempts it (at most max_preempts times between two pulls from the
+ * shared DSQ).
  *
  * No starvation: the relative deadline is capped at max_deadline_ms, so a
- * task waits at most that long behind any later arrival.
+ * task waits at most that long behind any later arrival, and preemptions per
+ * CPU are budgeted, so the shared DSQ is always served again.
  *
  * Trade-offs: heavy tasks (long bursts, low weight) queue longer but run in
  * long slices; mis-predicted bursts cost a preemption. One shared DSQ.
@@ -28,7 +31,8 @@ char _license[] SEC("license") = "GPL";
 const volatile u64 min_slice_us = 500;		/* smallest request / slice */
 const volatile u64 max_slice_us = 20000;	/* largest request / slice */
 const volatile u64 max_deadline_ms = 100;	/* cap on deadline - now */
-const volatile u64 preempt_margin_us = 1000;	/* deadline lead needed to preempt */
+const volatile u64 preempt_margin_us = 200;	/* deadline lead needed to preempt */
+const volatile u32 max_preempts = 4;		/* preemptive wakeups per CPU between pulls */
 
 #define SHARED_DSQ 1ULL
 #define MAX_CPUS 64
@@ -52,6 +56,14 @@ struct {
 	__type(key, u32);
 	__type(value, u64);
 } edf_cpu_deadline SEC(".maps");
+
+/* Per CPU: preemptive wakeups since the CPU last pulled the shared DSQ. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_CPUS);
+	__type(key, u32);
+	__type(value, u32);
+} edf_cpu_preempts SEC(".maps");
 
 /* Latest deadline that started running: the queue's clock. */
 static u64 vtime_now;
@@ -79,11 +91,28 @@ static __always_inline u64 rel_deadline_ns(struct task_struct *p, struct task_ct
 
 s32 BPF_STRUCT_OPS(edf_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
+	struct task_ctx *tctx = ctx_of(p);
 	bool is_idle = false;
 	s32 cpu = sc_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
+	u32 key = cpu;
+	u64 *running, deadline;
+	u32 *preempts;
 
-	if (is_idle)
-		sc_dsq_insert(p, SCX_DSQ_LOCAL, request_ns(ctx_of(p)), 0);
+	if (is_idle) {
+		sc_dsq_insert(p, SCX_DSQ_LOCAL, request_ns(tctx), 0);
+		return cpu;
+	}
+	/* Busy CPU: preempt it if our deadline is clearly earlier. */
+	running = bpf_map_lookup_elem(&edf_cpu_deadline, &key);
+	preempts = bpf_map_lookup_elem(&edf_cpu_preempts, &key);
+	if (!running || !preempts || !*running || *preempts >= max_preempts)
+		return cpu;
+	deadline = sc_now() + rel_deadline_ns(p, tctx);
+	if (sc_vtime_before(deadline + preempt_margin_us * SC_NSEC_PER_USEC, *running)) {
+		*preempts += 1;
+		*running = deadline;
+		sc_dsq_insert(p, SCX_DSQ_LOCAL, request_ns(tctx), SCX_ENQ_PREEMPT);
+	}
 	return cpu;
 }
 
@@ -91,26 +120,21 @@ void BPF_STRUCT_OPS(edf_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	struct task_ctx *tctx = ctx_of(p);
 	u64 deadline = sc_now() + rel_deadline_ns(p, tctx);
-	u32 cpu = scx_bpf_task_cpu(p);
-	u64 *running;
 
 	/* Wall-clock deadlines never trail the queue clock by more than the cap. */
 	if (sc_vtime_before(deadline + max_deadline_ms * SC_NSEC_PER_MSEC, vtime_now))
 		deadline = vtime_now;
 	sc_dsq_insert_vtime(p, SHARED_DSQ, request_ns(tctx), deadline, enq_flags);
-
-	if (!(enq_flags & SCX_ENQ_WAKEUP))
-		return;
-	running = bpf_map_lookup_elem(&edf_cpu_deadline, &cpu);
-	if (running && *running &&
-	    sc_vtime_before(deadline + preempt_margin_us * SC_NSEC_PER_USEC, *running)) {
-		*running = 0;	/* one kick per victim */
-		sc_kick_cpu(cpu, SCX_KICK_PREEMPT);
-	}
 }
 
 void BPF_STRUCT_OPS(edf_dispatch, s32 cpu, struct task_struct *prev)
 {
+	u32 key = cpu;
+	u32 *preempts = bpf_map_lookup_elem(&edf_cpu_preempts, &key);
+
+	/* The local DSQ ran dry: the shared queue gets its turn, budget refills. */
+	if (preempts)
+		*preempts = 0;
 	sc_dsq_move_to_local(SHARED_DSQ);
 }
 

@@ -9,13 +9,17 @@
  * to hog_delay_ms behind. Short-burst tasks get a short slice (slice_us) so
  * they cannot hide a hog; tasks classed as hogs (burst >= burst_thresh_us)
  * get a long slice (hog_slice_us) at the lower priority, which costs them no
- * throughput. When an interactive task wakes and no CPU is idle, it preempts
- * a CPU that is running a hog (SCX_KICK_PREEMPT), so its wait is a
- * context switch rather than the rest of a hog's slice.
+ * throughput. A waking short-burst task queues on the waker's CPU when the
+ * waker is not a hog and fewer than affine_depth tasks wait there: the waker
+ * typically sleeps right after the wakeup, and waking another (idle, possibly
+ * halted or, in a VM, descheduled) CPU costs more than that short wait. Else
+ * it takes its previous CPU if idle, any idle CPU, or the shared DSQ; then,
+ * with no CPU idle, it preempts a CPU running a hog (SCX_KICK_PREEMPT).
  *
  * No starvation: the penalty is bounded by hog_delay_ms and the key is
  * wall-clock based, so a hog waits at most hog_delay_ms behind any later
- * arrival; preemption only requeues a hog, it never drops it.
+ * arrival; preemption only requeues a hog, and at most affine_depth tasks
+ * queue on a CPU's local DSQ ahead of the shared one.
  *
  * Trade-offs: hogs lose some throughput to preemptions and to the short
  * delay; a task changing behaviour is reclassified after a few bursts (EWMA).
@@ -31,6 +35,8 @@ const volatile u64 hog_slice_us = 20000;	/* slice of CPU hogs */
 const volatile u64 burst_thresh_us = 2000;	/* average burst at or above this = hog */
 const volatile u64 hog_delay_ms = 20;		/* largest penalty (a full hog) */
 const volatile bool preempt_hogs = true;	/* interactive wakeups kick a hog's CPU */
+const volatile bool wake_affine = true;		/* short wakees queue behind the waker */
+const volatile u32 affine_depth = 2;		/* max tasks waiting on the waker's CPU */
 
 #define SHARED_DSQ 1ULL
 #define MAX_CPUS 64
@@ -89,11 +95,13 @@ static __always_inline u64 penalty_for(struct task_ctx *tctx)
 /* Find a CPU running a hog, starting with @prefer, and preempt it. */
 static __always_inline void kick_a_hog(s32 prefer)
 {
-	u32 nr = scx_bpf_nr_cpu_ids();
-	u32 i;
+	u32 nr = sc_min(scx_bpf_nr_cpu_ids(), MAX_CPUS);
+	s32 i;
 
-	for (i = 0; i < MAX_CPUS && i < nr; i++) {
-		u32 cpu = ((u32)prefer + i) % nr;
+	if (!nr)
+		return;
+	bpf_for(i, 0, nr) {
+		u32 cpu = ((u32)prefer + (u32)i) % nr;
 		u32 *hog = bpf_map_lookup_elem(&iboost_cpu_hog, &cpu);
 
 		if (hog && *hog) {
@@ -106,11 +114,30 @@ static __always_inline void kick_a_hog(s32 prefer)
 
 s32 BPF_STRUCT_OPS(iboost_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
+	struct task_ctx *tctx = ctx_of(p);
+	struct task_struct *waker = bpf_get_current_task_btf();
+	s32 this_cpu = bpf_get_smp_processor_id();
 	bool is_idle = false;
-	s32 cpu = sc_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
+	s32 cpu;
 
+	if (wake_affine && tctx && !is_hog(tctx)) {
+		/* Behind a short-burst waker, which is about to sleep. */
+		if (bpf_cpumask_test_cpu(this_cpu, p->cpus_ptr) &&
+		    !is_hog(ctx_of(waker)) &&
+		    sc_dsq_nr_queued(SCX_DSQ_LOCAL) < (s32)affine_depth) {
+			sc_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(tctx), 0);
+			return this_cpu;
+		}
+		/* Warm previous CPU, idle: run there now. */
+		if (bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) &&
+		    scx_bpf_test_and_clear_cpu_idle(prev_cpu)) {
+			sc_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(tctx), 0);
+			return prev_cpu;
+		}
+	}
+	cpu = sc_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 	if (is_idle)
-		sc_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(ctx_of(p)), 0);
+		sc_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(tctx), 0);
 	return cpu;
 }
 

@@ -83,14 +83,15 @@ void BPF_STRUCT_OPS(locality_enqueue, struct task_struct *p, u64 enq_flags)
 
 void BPF_STRUCT_OPS(locality_dispatch, s32 cpu, struct task_struct *prev)
 {
-	u32 nr = scx_bpf_nr_cpu_ids();
-	u32 i;
+	u32 nr = sc_min(scx_bpf_nr_cpu_ids(), MAX_CPUS);
+	s32 i;
 
-	if (sc_dsq_move_to_local(cpu_dsq(cpu)) || !steal)
+	if (sc_dsq_move_to_local(cpu_dsq(cpu)) || !steal || !nr)
 		return;
-	/* Own queue empty: steal, nearest CPU id first. */
-	for (i = 1; i < MAX_CPUS && i < nr; i++) {
-		s32 victim = ((u32)cpu + i) % nr;
+	/* Own queue empty: steal, nearest CPU id first. An open-coded iterator
+	 * keeps the verifier from walking every iteration. */
+	bpf_for(i, 1, nr) {
+		u32 victim = ((u32)cpu + (u32)i) % nr;
 
 		if (sc_dsq_move_to_local(cpu_dsq(victim)))
 			return;
@@ -120,15 +121,12 @@ void BPF_STRUCT_OPS(locality_enable, struct task_struct *p)
 
 s32 BPF_STRUCT_OPS_SLEEPABLE(locality_init)
 {
-	u32 nr = scx_bpf_nr_cpu_ids();
-	u32 i;
-	s32 err;
+	s32 nr = scx_bpf_nr_cpu_ids();
+	s32 i, err;
 
-	if (nr > MAX_CPUS) {
-		sc_error("locality supports up to %d CPUs, this machine has %u", MAX_CPUS, nr);
-		return -22; /* -EINVAL */
-	}
-	for (i = 0; i < MAX_CPUS && i < nr; i++) {
+	if (nr > MAX_CPUS)
+		return -22; /* -EINVAL: more CPUs than per-CPU DSQs we steal from */
+	bpf_for(i, 0, nr) {
 		err = sc_create_dsq(cpu_dsq(i), -1);
 		if (err)
 			return err;
