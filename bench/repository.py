@@ -239,7 +239,7 @@ def main() -> int:
     say(
         f"Embedded SQLite store, {args.threads} embedding thread(s); {len(texts)} queries, limit 5. "
         "Latency is end to end: embed the query, filter in SQL, score every vector with numpy, re-rank the "
-        "top 100 with history, load the hits."
+        "best 50 policies with history and class affinity, load the hits."
     )
     say()
     say("| query | p50 ms | p99 ms |")
