@@ -114,7 +114,7 @@ def _service_env(base: dict[str, str], nats_url: str, data_dir: Path, extra: dic
 
 
 def start_stack(*, data_dir: Path, nats_port: int, progress: Progress, extra_env: dict[str, str] | None = None,
-                services: tuple[str, ...] = START_ORDER, health_timeout: float = 90.0,
+                services: tuple[str, ...] = START_ORDER, health_timeout: float = 300.0,
                 llm: str = "none", llm_port: int = 8089) -> StackState:
     """Start nats-server and the services; on any failure stop what was started and raise."""
     path = state_path(data_dir)

@@ -33,7 +33,8 @@ TYPES = {t.DESCRIPTOR.full_name: t for _, t in WATCHED.values() if t is not None
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = sub.add_parser("up", help="start nats-server and the six services in the background")
     up.add_argument("--nats-port", type=int, default=None, help="NATS client port (default 4222 or SCHEDCP_NATS_PORT)")
-    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for every service to be healthy")
+    up.add_argument("--timeout", type=float, default=300.0,
+                    help="seconds to wait for every service to be healthy (the executor boots its micro-VM node)")
     up.add_argument("--llm", default=None,
                     help="'local' starts the bundled SmolLM2 server (default), 'none' plans without an LLM, "
                          "or the base URL of an OpenAI-compatible endpoint such as vLLM")

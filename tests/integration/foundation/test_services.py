@@ -18,7 +18,7 @@ PY = sys.executable
 SCHEDCP = [PY, "-m", "schedcp.cli.main"]
 
 
-def _wait_healthy(address: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def _wait_healthy(address: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"service exited early with {proc.returncode}"
@@ -82,7 +82,7 @@ def _env_of(line: str) -> dict[str, str]:
 def test_up_status_down_starts_and_stops_exactly_the_stack(tmp_path: Path, service_env: dict[str, str]) -> None:
     env = _stack_env(tmp_path, service_env)
     data_dir = Path(env["SCHEDCP_DATA_DIR"])
-    up = subprocess.run([*SCHEDCP, "up"], env=env, capture_output=True, text=True, timeout=120)
+    up = subprocess.run([*SCHEDCP, "up"], env=env, capture_output=True, text=True, timeout=420)
     try:
         assert up.returncode == 0, up.stderr
         assert "observer healthy" in up.stderr and "schedcp is up" in up.stderr
