@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--workload", metavar="CLASS", default="",
                    help="workload class for the A/B performance check, e.g. LATENCY_SERVER")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p.add_argument("--out", type=Path, metavar="VERDICT_FILE",
+                   help="also write the Verdict (with its token and the object's bytes) for `schedcp deploy`")
     p.add_argument("--no-cache", action="store_true", help="verify even if a verdict is cached")
     p.add_argument("--duration", type=float, default=6.0,
                    help="seconds of the stress suite (default 6)")
@@ -169,6 +171,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     rec = signed.record
     token = signed.token
+    if args.out is not None:
+        _write_verdict(args.out, signed, name=name)
     token_b64 = base64.b64encode(token.SerializeToString()).decode() if token else None
     if args.json:
         doc = rec.to_dict()
@@ -189,3 +193,15 @@ def _run(args: argparse.Namespace) -> int:
     if rec.internal_error:
         return 2
     return 0 if rec.passed else 1
+
+
+def _write_verdict(path: Path, signed, *, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The Verdict as protobuf JSON: self-contained (artifact bytes included), deployable anywhere."""
+    from google.protobuf import json_format
+
+    from services.verifier.convert import verdict_to_proto
+
+    verdict = verdict_to_proto(signed.record, token=signed.token)
+    verdict.plan.policy.name = name
+    path.write_text(json_format.MessageToJson(verdict, preserving_proto_field_name=True) + "\n")
+    print(f"verdict written to {path}", file=sys.stderr)
