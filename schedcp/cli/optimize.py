@@ -114,11 +114,16 @@ async def _optimize(args: argparse.Namespace, cmd: list[str], say: Callable[[str
             planner = Planner(
                 repository=repository, llm=llm, history=learner, settings=load_planner_settings()
             )
+            # The executor names its own node (SCHEDCP_NODE, not "vm"/"host"):
+            # deploy there, and have the token signed for exactly that node.
+            executor = await GrpcExecutor.connect(say=say)
             loop = OptimizationLoop(
                 observer=CommandObserver(cmd=cmd, node=args.node, window=args.window, llm=llm),
                 planner=planner,
-                verifier=LocalVerifier(duration_s=args.duration),
-                executor=await GrpcExecutor.connect(node=args.node, say=say),
+                verifier=LocalVerifier(
+                    duration_s=args.duration, nodes=executor.nodes if executor else None
+                ),
+                executor=executor,
                 learner=RecordingLearner(repository=repository, learner=learner),
                 settings=LoopSettings(
                     max_candidates=args.max_candidates,
@@ -318,8 +323,10 @@ def _last_profile_json(text: str) -> dict[str, Any]:
 class LocalVerifier:
     """The verifier pipeline in this process (builds, loads and A/B-tests in micro-VMs)."""
 
-    def __init__(self, *, duration_s: float) -> None:
+    def __init__(self, *, duration_s: float, nodes: list[str] | None = None) -> None:
         self.duration_s = duration_s
+        # The nodes the token is signed for; None: the plan's target.
+        self.nodes = nodes
         self._verifier: Any = None
 
     async def verify(self, plan: Any, progress: Callable[[str], None]) -> Any:
@@ -337,13 +344,24 @@ class LocalVerifier:
         def stage_progress(stage: Any) -> None:
             loop.call_soon_threadsafe(progress, f"  {stage.name}: {stage.status.value}")
 
+        from schedcp.v1 import common_pb2
+
+        if self.nodes:
+            # The plan targets the observed node ("vm"), which is not a node
+            # any executor answers to; sign for the executor's own nodes.
+            selector = common_pb2.NodeSelector(nodes=self.nodes)
+            plan.target.CopyFrom(selector)
+        elif plan.target.nodes or plan.target.labels or plan.target.all_nodes:
+            selector = plan.target
+        else:
+            selector = None  # the verifier's default; an empty selector would select nothing
         signed = await asyncio.to_thread(
             self._verifier.verify,
             candidate,
             policy=plan.policy,
             progress=stage_progress,
             skip_performance=not candidate.workload,
-            node_selector=plan.target if plan.HasField("target") else None,
+            node_selector=selector,
         )
         return verdict_to_proto(signed.record, plan=plan, token=signed.token)
 
@@ -351,22 +369,40 @@ class LocalVerifier:
 class GrpcExecutor:
     """The executor service's Deploy stream; None when no executor is reachable."""
 
-    def __init__(self, address: str, node: str) -> None:
-        self.address, self.node = address, node
+    def __init__(self, address: str, nodes: list[str]) -> None:
+        self.address, self.nodes = address, nodes
 
     @classmethod
-    async def connect(cls, *, node: str, say: Callable[[str], None]) -> GrpcExecutor | None:
-        from schedcp.rpc import check_health
+    async def connect(cls, *, say: Callable[[str], None]) -> GrpcExecutor | None:
+        """The executor at SCHEDCP_EXECUTOR_ADDR and the name of its own node (its Status)."""
+        import grpc
+
+        from schedcp.rpc import check_health, grpc_channel
         from schedcp.settings import service_address
+        from schedcp.v1 import services_pb2, services_pb2_grpc
 
         address = service_address("executor")
-        if await check_health(address, deadline_s=1.0):
-            return cls(address, node)
-        say(
-            f"no executor at {address}: the winner will be reported, not deployed "
-            "(start the stack with `schedcp up`)"
-        )
-        return None
+        if not await check_health(address, deadline_s=1.0):
+            say(
+                f"no executor at {address}: the winner will be reported, not deployed "
+                "(start the stack with `schedcp up`)"
+            )
+            return None
+        try:
+            async with grpc_channel(address) as channel:
+                status = await services_pb2_grpc.ExecutorServiceStub(channel).Status(
+                    services_pb2.StatusRequest(), timeout=60
+                )
+        except grpc.aio.AioRpcError as exc:
+            say(f"the executor at {address} did not report its nodes ({exc.code().name}): not deploying")
+            return None
+        if not status.nodes:
+            say(f"the executor at {address} reports no nodes: not deploying")
+            return None
+        # Its own node comes first; peers (a fleet) follow and are left to `schedcp deploy`.
+        node = status.nodes[0].node
+        say(f"executor at {address}: deploying to its node {node!r}")
+        return cls(address, [node])
 
     async def deploy(self, verdict: Any, progress: Callable[[str], None]) -> Any:
         import grpc
@@ -376,7 +412,7 @@ class GrpcExecutor:
         from services.planner.loop import Deployment
 
         request = services_pb2.DeployRequest(
-            verdict=verdict, nodes=common_pb2.NodeSelector(nodes=[self.node])
+            verdict=verdict, nodes=common_pb2.NodeSelector(nodes=self.nodes)
         )
         last = None
         try:
