@@ -71,13 +71,12 @@ class RolloutCoordinator:
             if failed:
                 why = "; ".join(f"{n}: {r.phase} {r.message}" for n, r in sorted(failed.items()))
                 # Roll back everything this rollout changed, including the
-                # nodes that completed: a fleet runs one known state.
-                for node in touched:
-                    if failed.get(node) and failed[node].phase in ("ROLLED_BACK", "REFUSED", "FAILED"):
-                        continue
-                    async for report in self._nodes[node].rollback(rollout_id=rollout_id,
-                                                                   reason=f"rollout halted: {why}"):
-                        yield report
+                # nodes that completed: a fleet runs one known state. All at
+                # once: one after another, a large fleet would take N rollbacks.
+                undo = [n for n in touched
+                        if not (failed.get(n) and failed[n].phase in ("ROLLED_BACK", "REFUSED", "FAILED"))]
+                async for report in self._rollbacks(undo, rollout_id=rollout_id, reason=f"rollout halted: {why}"):
+                    yield report
                 yield Report(node="*", rollout_id=rollout_id, phase="HALTED", policy=req.policy,
                              version=req.version, message=f"{label} wave failed, rollout halted: {why}")
                 return
@@ -85,29 +84,39 @@ class RolloutCoordinator:
                      message=f"deployed to {len(touched)} nodes (canary {len(plan.canary)})")
 
     async def _wave(self, nodes: Sequence[str], req: DeployRequest, finals: dict[str, Report]) -> AsyncIterator[Report]:
-        queue: asyncio.Queue[Report | None] = asyncio.Queue()
+        async for report in _merged({n: self._nodes[n].deploy(req) for n in nodes}, rollout_id=req.rollout_id,
+                                    what="node unreachable"):
+            finals[report.node] = report
+            yield report
 
-        async def one(name: str) -> None:
-            try:
-                async for report in self._nodes[name].deploy(req):
-                    finals[name] = report
-                    await queue.put(report)
-            except Exception as exc:  # noqa: BLE001 - a lost node is a failed node, not a crashed rollout
-                report = Report(node=name, rollout_id=req.rollout_id, phase="FAILED", message=f"node unreachable: {exc}")
-                finals[name] = report
-                await queue.put(report)
-            finally:
-                await queue.put(None)
+    async def _rollbacks(self, nodes: Sequence[str], *, rollout_id: str, reason: str) -> AsyncIterator[Report]:
+        async for report in _merged({n: self._nodes[n].rollback(rollout_id=rollout_id, reason=reason) for n in nodes},
+                                    rollout_id=rollout_id, what="rollback failed, node unreachable"):
+            yield report
 
-        tasks = [asyncio.create_task(one(n)) for n in nodes]
-        done = 0
+
+async def _merged(streams: dict[str, AsyncIterator[Report]], *, rollout_id: str, what: str) -> AsyncIterator[Report]:
+    """Run every node's report stream at once and yield reports as they come."""
+    queue: asyncio.Queue[Report | None] = asyncio.Queue()
+
+    async def one(name: str, stream: AsyncIterator[Report]) -> None:
         try:
-            while done < len(tasks):
-                item = await queue.get()
-                if item is None:
-                    done += 1
-                else:
-                    yield item
+            async for report in stream:
+                await queue.put(report)
+        except Exception as exc:  # noqa: BLE001 - a lost node is a failed node, not a crashed rollout
+            await queue.put(Report(node=name, rollout_id=rollout_id, phase="FAILED", message=f"{what}: {exc}"))
         finally:
-            for t in tasks:
-                t.cancel()
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(one(n, s)) for n, s in streams.items()]
+    done = 0
+    try:
+        while done < len(tasks):
+            item = await queue.get()
+            if item is None:
+                done += 1
+            else:
+                yield item
+    finally:
+        for t in tasks:
+            t.cancel()
