@@ -328,3 +328,41 @@ async def test_unknown_nodes_are_refused() -> None:
                         workload_class="")
     reports = [r async for r in coord.run(req, node_names=["a", "zz"], canary=1)]
     assert reports[0].phase == "REFUSED" and "zz" in reports[0].message and log == []
+
+
+class _GatedRollback(_Handle):
+    """Rollback waits until every node's rollback has started: passes only if they run at once."""
+
+    def __init__(self, name: str, phase: str, log: list[str], started: list[str], total: int) -> None:
+        super().__init__(name, phase, log)
+        self.started, self.total = started, total
+
+    async def rollback(self, *, rollout_id: str, reason: str):  # type: ignore[no-untyped-def]
+        self.started.append(self.name)
+        for _ in range(100):
+            if len(self.started) == self.total:
+                break
+            await asyncio.sleep(0.01)
+        yield Report(node=self.name, rollout_id=rollout_id, phase="ROLLED_BACK",
+                     message=f"saw {len(self.started)} rollbacks started")
+
+
+class _LostOnRollback(_Handle):
+    async def rollback(self, *, rollout_id: str, reason: str):  # type: ignore[no-untyped-def]
+        raise ConnectionError("peer gone")
+        yield  # pragma: no cover - makes this an async generator
+
+
+async def test_a_halted_rollout_rolls_back_touched_nodes_concurrently_and_survives_a_lost_one() -> None:
+    log: list[str] = []
+    started: list[str] = []
+    nodes: dict[str, _Handle] = {n: _GatedRollback(n, "COMPLETE", log, started, total=4) for n in "abcd"}
+    nodes["e"] = _LostOnRollback("e", "COMPLETE", log)
+    nodes["f"] = _Handle("f", "ROLLED_BACK", log)
+    req = DeployRequest(artifact=b"", tunables={}, token=None, policy="p", version="1",  # type: ignore[arg-type]
+                        workload_class="")
+    reports = [r async for r in RolloutCoordinator(nodes=nodes).run(req, node_names=sorted(nodes), canary=1)]
+    back = {r.node: r for r in reports if r.message.startswith("saw") or "peer gone" in r.message}
+    assert {n: back[n].message for n in "abcd"} == dict.fromkeys("abcd", "saw 4 rollbacks started")
+    assert back["e"].phase == "FAILED" and "peer gone" in back["e"].message
+    assert reports[-1].phase == "HALTED"
