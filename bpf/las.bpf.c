@@ -25,7 +25,7 @@ char _license[] SEC("license") = "GPL";
 
 /* Tunables: set by the loader before load (see las.json). */
 const volatile u64 slice_us = 10000;		/* slice per dispatch */
-const volatile u64 max_penalty_ms = 400;	/* cap on how far attained service pushes a task back */
+const volatile u64 max_penalty_ms = 100;	/* cap on how far attained service pushes a task back */
 const volatile u64 forget_after_ms = 100;	/* a sleep this long starts a new job */
 
 #define SHARED_DSQ 1ULL

@@ -27,7 +27,7 @@ char _license[] SEC("license") = "GPL";
 
 /* Tunables: set by the loader before load (see ljf.json). */
 const volatile u64 slice_us = 20000;		/* slice per dispatch */
-const volatile u64 max_boost_ms = 500;		/* cap of the size head start */
+const volatile u64 max_boost_ms = 100;		/* cap of the size head start */
 const volatile u64 short_run_us = 1000;		/* last run shorter than this = launcher */
 
 #define SHARED_DSQ 1ULL
