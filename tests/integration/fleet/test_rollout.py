@@ -3,9 +3,15 @@
 The verifier (on node0) verifies two schedulers and signs them for the three
 nodes. The executor of node0 coordinates: canary on node0, then the fleet on
 node1 and node2 through their executors (SCHEDCP_EXECUTOR_PEERS), over the
-namespaces' own network. A correct scheduler rolls out everywhere; one that
-serialises parallel work trips the canary's circuit breaker, is rolled back,
-and the fleet is never touched. Finally a fleet-wide rollback.
+namespaces' own network. A verified scheduler rolls out everywhere, canary
+first. A second one, verified and signed only for node1 and node2, is offered
+to the whole fleet: the canary's token gate refuses it, the rollout halts and
+the fleet is never touched. Finally a fleet-wide rollback.
+
+(A scheduler that regresses in the bake would be the other way to fail a
+canary, but the verifier rejects the test's serialising scheduler in its
+dynamic stage, so it can never be signed; tests/integration/executor covers
+the breaker with a test key ring.)
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ from .netns import Fleet, Host
 pytestmark = [pytest.mark.fleet, pytest.mark.vm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[3]
-SERIAL = REPO / "tests/integration/executor/progs/serial.bpf.c"
 EXECUTOR_PORT = 50064
 VERIFIER_PORT = 50063
 
@@ -65,12 +70,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def _verify(address: str, plan: plan_pb2.Plan) -> verdict_pb2.Verdict:
-    async with grpc_channel(address) as channel:
-        stub = services_pb2_grpc.VerifierServiceStub(channel)
-        async for update in stub.Verify(services_pb2.VerifyRequest(plan=plan, skip_performance=True), timeout=900):
-            if update.HasField("verdict"):
-                return update.verdict
-    raise AssertionError("no verdict")
+    """The verifier's verdict; retried once when a stage could not run at all (a VM died: infrastructure,
+    not the scheduler, as bench/verifier.py does too)."""
+    for _attempt in range(2):
+        async with grpc_channel(address) as channel:
+            stub = services_pb2_grpc.VerifierServiceStub(channel)
+            async for update in stub.Verify(services_pb2.VerifyRequest(plan=plan, skip_performance=True),
+                                            timeout=900):
+                if update.HasField("verdict"):
+                    verdict = update.verdict
+        if not any("could not run" in f.message for s in verdict.stages for f in s.findings):
+            break
+    return verdict
 
 
 async def _deploy(address: str, verdict: verdict_pb2.Verdict, nodes: list[str]) -> list[deployment_pb2.DeploymentReport]:
@@ -111,7 +122,9 @@ async def test_canary_rollout_and_rollback_across_three_executors(
     base = {**os.environ, "SCHEDCP_NATS_URL": ",".join(n.url for n in nats_cluster), "SCHEDCP_NATS_REPLICAS": "3",
             "SCHEDCP_SUBJECT_PREFIX": subject_prefix, "SCHEDCP_LLM_URL": "none", "SCHEDCP_LOG_FORMAT": "text",
             "SCHEDCP_VERIFIER_ADDR": verifier_addr, "SCHEDCP_EXECUTOR_VM_MEM_MB": "512",
-            "SCHEDCP_EXECUTOR_BAKE_S": "1"}
+            "SCHEDCP_EXECUTOR_BAKE_S": "1",
+            # bench/fleet.py --loop-trace turns this into the per-service latency of verify + rollout.
+            "SCHEDCP_TRACE_FILE": str(tmp_path / "spans.jsonl")}
     procs: list[subprocess.Popen[bytes]] = []
     try:
         log = tmp_path / "verifier.log"
@@ -120,9 +133,8 @@ async def test_canary_rollout_and_rollback_across_three_executors(
         procs.append(verifier)
         await _healthy(verifier_addr, verifier, log, 180)
         good = await _verify(verifier_addr, _plan("fifo", names))
-        bad = await _verify(verifier_addr, _plan("serial", names, source=SERIAL.read_text(),
-                                                 workload=common_pb2.BATCH_LONG_TAIL))
-        for verdict in (good, bad):
+        not_for_node0 = await _verify(verifier_addr, _plan("wvtime", names[1:]))
+        for verdict in (good, not_for_node0):
             assert verdict.passed and verdict.HasField("token"), [
                 (s.name, s.status, [f.message for f in s.findings]) for s in verdict.stages]
 
@@ -147,13 +159,13 @@ async def test_canary_rollout_and_rollback_across_three_executors(
         assert {n: s.running.name for n, s in status.items()} == dict.fromkeys(names, "fifo"), status
         assert all(s.sched_ext_state == "enabled" for s in status.values())
 
-        reports = await _deploy(coordinator, bad, names)
+        reports = await _deploy(coordinator, not_for_node0, names)
         phases = _phases(reports)
-        assert phases["node0"][-1] == "ROLLED_BACK", phases
+        assert phases["node0"][-1] == "REFUSED", phases
+        refusal = [r for r in reports if r.node == "node0"][-1].message
+        assert "node0" in refusal, refusal
         assert "node1" not in phases and "node2" not in phases, f"the fleet was touched after a failed canary: {phases}"
         assert phases.get("*", [""])[-1] == "HALTED", phases
-        trip = [r for r in reports if r.node == "node0"][-1]
-        assert trip.breaker_events and trip.breaker_events[0].kind == "regression", trip
         status = await _status(coordinator)
         assert {n: s.running.name for n, s in status.items()} == dict.fromkeys(names, "fifo"), status
 
@@ -163,7 +175,7 @@ async def test_canary_rollout_and_rollback_across_three_executors(
                 nodes=common_pb2.NodeSelector(nodes=names), reason="fleet test"), timeout=600)]
         assert {r.node for r in back} == set(names)
         status = await _status(coordinator)
-        assert all(s.running.name != "serial" for s in status.values()), status
+        assert all(not s.running.name for s in status.values()), status
     finally:
         for proc in reversed(procs):
             _stop(proc)
