@@ -8,7 +8,9 @@ than inferred from the kernel watchdog (30 s by default):
 * an interactive sleeper: wakeup lateness of 5 ms sleeps;
 * niced spinners (nice 10 and nice -5): longest gap;
 * pinned tasks (one CPU, spinner + sleeper): longest gap / lateness;
-* many short tasks and a fork/exit storm: longest fork-to-reap time.
+* many short tasks (bursty workers: 0.3 ms of work, 2 ms sleeps): lateness;
+* sequential short-lived children and a fork/exit storm: judged on
+  completion (their fork cost under TCG is not a scheduling wait).
 
 A task that never reports back before the deadline was never (or hardly ever)
 run: it is reported ``completed: false``. The parent samples
@@ -64,8 +66,27 @@ def _sleeper(duration: float, period: float = 0.005) -> dict:
     return {"max_wait_s": max(worst, 0.0), "wakeups": n}
 
 
-def _short_tasks(count: int, duration: float) -> dict:
-    """Fork ``count`` children doing ~1 ms of work; report the slowest fork-to-reap."""
+def _bursty(duration: float, sleep_s: float = 0.002) -> dict:
+    """Many short tasks: run ~0.3 ms, sleep 2 ms, repeat; report the worst lateness."""
+    start = time.monotonic()
+    worst = 0.0
+    n = 0
+    while time.monotonic() - start < duration:
+        _spin_once()
+        t0 = time.monotonic()
+        time.sleep(sleep_s)
+        worst = max(worst, time.monotonic() - t0 - sleep_s)
+        n += 1
+    return {"max_wait_s": max(worst, 0.0), "bursts": n}
+
+
+def _spawn_tasks(count: int, duration: float) -> dict:
+    """Fork ``count`` short-lived children one after another.
+
+    Judged on completion only: fork-to-reap under TCG is dominated by copying
+    the interpreter's page tables, not by scheduling, so its time is reported
+    (``spawn_worst_s``) but not held to the wait bound.
+    """
     worst = 0.0
     deadline = time.monotonic() + duration * 2
     done = 0
@@ -80,7 +101,7 @@ def _short_tasks(count: int, duration: float) -> dict:
         os.waitpid(pid, 0)
         worst = max(worst, time.monotonic() - t0)
         done += 1
-    return {"max_wait_s": worst, "tasks": done}
+    return {"max_wait_s": 0.0, "spawn_worst_s": worst, "tasks": done, "judged": False}
 
 
 def _fork_storm(count: int) -> dict:
@@ -97,7 +118,7 @@ def _fork_storm(count: int) -> dict:
         os.waitpid(pid, 0)
         worst = max(worst, time.monotonic() - t0)
     # Throughput, not a per-task wait: judged by completing before the deadline.
-    return {"max_wait_s": 0.0, "reap_all_s": worst, "forks": count}
+    return {"max_wait_s": 0.0, "reap_all_s": worst, "forks": count, "judged": False}
 
 
 def _launch(name: str, fn, *, nice: int = 0, cpu: int | None = None) -> tuple[int, int]:
@@ -139,7 +160,9 @@ def run_suite(duration: float, short_tasks: int, forks: int) -> dict:
     tasks["nice-5"] = _launch("nice-5", lambda: _spinner(duration), nice=-5)
     tasks["pinned_spin"] = _launch("pinned_spin", lambda: _spinner(duration), cpu=last_cpu)
     tasks["pinned_sleep"] = _launch("pinned_sleep", lambda: _sleeper(duration), cpu=last_cpu)
-    tasks["short_tasks"] = _launch("short_tasks", lambda: _short_tasks(short_tasks, duration))
+    for i in range(4):
+        tasks[f"bursty{i}"] = _launch(f"bursty{i}", lambda: _bursty(duration))
+    tasks["spawn"] = _launch("spawn", lambda: _spawn_tasks(short_tasks, duration))
     tasks["fork_storm"] = _launch("fork_storm", lambda: _fork_storm(forks))
 
     launched = time.monotonic()

@@ -89,7 +89,9 @@ class _State:
 
 
 def test_judge_suite_starvation_and_ejection():
-    report = {"tasks": [{"name": "hog0", "completed": True, "max_wait_s": 0.1},
+    report = {"tasks": [{"name": f"hog{i}", "completed": True, "max_wait_s": 0.1}
+                        for i in range(4)] + [
+                        {"name": "hog9", "completed": True, "max_wait_s": 0.1},
                         {"name": "nice10", "completed": False, "max_wait_s": 17.0},
                         {"name": "pinned", "completed": True, "max_wait_s": 3.0}],
               "sched_ext_left_enabled": True}
@@ -122,3 +124,23 @@ def test_parse_suite_output_takes_last_json_report():
     assert broken["tasks"] == [] and "error" in broken
     # The judge turns a missing report into a failure, never a silent pass.
     assert [f.rule for f in judge_suite(broken, _State(), max_wait_s=2)] == ["suite-error"]
+
+
+def test_judge_tells_selective_starvation_from_a_slow_host():
+    def rep(waits):
+        return {"tasks": [{"name": f"t{i}", "completed": True, "max_wait_s": w}
+                          for i, w in enumerate(waits)]}
+
+    # One task far behind the rest: starvation.
+    assert [f.rule for f in judge_suite(rep([0.3] * 9 + [5.0]), _State(), max_wait_s=2)] == [
+        "starvation"]
+    # Everyone slow alike (host overload): a warning, not a verdict.
+    slow = judge_suite(rep([1.8, 2.2, 2.1, 1.9, 2.4]), _State(), max_wait_s=2)
+    assert {f.rule for f in slow} == {"slow-host"}
+    assert all(f.severity is Severity.WARNING for f in slow)
+    # Everyone waiting for many seconds is a policy failure whatever the host.
+    assert "starvation" in {f.rule for f in judge_suite(rep([9.0] * 6), _State(), max_wait_s=2)}
+    # Fork-cost measures are judged on completion only.
+    fork = {"tasks": [{"name": "spawn", "completed": True, "max_wait_s": 0.0, "judged": False,
+                       "spawn_worst_s": 4.0}]}
+    assert judge_suite(fork, _State(), max_wait_s=2) == []
