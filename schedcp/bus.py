@@ -364,11 +364,15 @@ class Bus:
         info = await self.js.stream_info(self.stream)
         return int(info.state.messages)
 
+    async def stop_consuming(self) -> None:
+        """Stop every consumer, letting the message in hand finish; publishing still works."""
+        subs, self._subscriptions = self._subscriptions, []
+        for sub in subs:
+            await sub.stop()
+
     async def close(self) -> None:
         """Stop consumers (letting in-flight handlers finish), then drain."""
-        for sub in self._subscriptions:
-            await sub.stop()
-        self._subscriptions.clear()
+        await self.stop_consuming()
         with contextlib.suppress(Exception):
             await self.nc.drain()
 

@@ -50,6 +50,13 @@ class PermissionDenied(SchedcpError):
     code = "permission_denied"
 
 
+class FailedPrecondition(SchedcpError):
+    """The request is valid but the system is not in a state to perform it
+    (e.g. an illegal status transition)."""
+
+    code = "failed_precondition"
+
+
 class Unavailable(SchedcpError):
     """A dependency (NATS, the LLM, a VM) cannot be reached right now."""
 

@@ -141,6 +141,9 @@ async def serve(stop: asyncio.Event, *, common: CommonSettings, settings: Any, s
         stack.push_async_callback(bus.close)
         ctx = ServiceContext(common=common, settings=settings, bus=bus, stack=stack)
         await setup(ctx)
+        # Runs first on the way out: consumers finish the message in hand
+        # while everything setup opened (stores, nodes) is still there.
+        stack.push_async_callback(bus.stop_consuming)
         server, health_servicer = await serve_grpc(service_name=common.service,
                                                    address=common.grpc_address,
                                                    register=ctx.registrations)

@@ -19,7 +19,7 @@ from schedcp.v1 import policy_pb2, services_pb2, services_pb2_grpc
 
 from . import convert
 from .events import performance_event_id
-from .store import IllegalTransition, InvalidPolicy, PolicyStatus, PolicyStore, StoreIncompatible
+from .store import InvalidPolicy, PolicyStatus, PolicyStore
 
 T = TypeVar("T")
 
@@ -33,9 +33,6 @@ class RepositoryServicer(services_pb2_grpc.RepositoryServiceServicer):
     async def _call(self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         try:
             return await asyncio.to_thread(fn, *args, **kw)
-        except (IllegalTransition, StoreIncompatible) as exc:
-            # Not in schedcp.rpc's table (no FailedPrecondition error class there yet).
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except SchedcpError as exc:
             await abort_for(context, exc)
         raise AssertionError("unreachable: context.abort raises")

@@ -34,7 +34,12 @@ from typing import Protocol
 import numpy as np
 
 from schedcp.digests import sha256_digest
-from schedcp.errors import AlreadyExists, InvalidArgument, NotFound, SchedcpError
+from schedcp.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 
 # ---------------------------------------------------------------- errors
 
@@ -51,13 +56,13 @@ class InvalidPolicy(InvalidArgument):
     """A policy, tunables schema, record or query does not satisfy the contract."""
 
 
-class IllegalTransition(SchedcpError):
+class IllegalTransition(FailedPrecondition):
     """A status change the lifecycle does not allow (e.g. promoting an unverified candidate)."""
 
     code = "failed_precondition"
 
 
-class StoreIncompatible(SchedcpError):
+class StoreIncompatible(FailedPrecondition):
     """The store on disk was written by a different schema or embedding model."""
 
     code = "failed_precondition"
