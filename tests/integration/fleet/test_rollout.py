@@ -123,6 +123,9 @@ async def test_canary_rollout_and_rollback_across_three_executors(
             "SCHEDCP_SUBJECT_PREFIX": subject_prefix, "SCHEDCP_LLM_URL": "none", "SCHEDCP_LOG_FORMAT": "text",
             "SCHEDCP_VERIFIER_ADDR": verifier_addr, "SCHEDCP_EXECUTOR_VM_MEM_MB": "512",
             "SCHEDCP_EXECUTOR_BAKE_S": "1",
+            # grpc's at-fork handlers crash the forked child (before it execs qemu) while other
+            # threads are in gRPC: "qemu exited with -11". The services do not rely on fork support.
+            "GRPC_ENABLE_FORK_SUPPORT": "0",
             # bench/fleet.py --loop-trace turns this into the per-service latency of verify + rollout.
             "SCHEDCP_TRACE_FILE": str(tmp_path / "spans.jsonl")}
     procs: list[subprocess.Popen[bytes]] = []
