@@ -415,11 +415,14 @@ class GrpcExecutor:
             verdict=verdict, nodes=common_pb2.NodeSelector(nodes=self.nodes)
         )
         last = None
+        node_last = None  # the node's own final report carries the metrics
         try:
             async with grpc_channel(self.address) as channel:
                 stub = services_pb2_grpc.ExecutorServiceStub(channel)
                 async for report in stub.Deploy(request, timeout=900):
                     last = report
+                    if report.node != "*":
+                        node_last = report
                     progress(
                         f"  {deployment_pb2.DeploymentPhase.Name(report.phase)} "
                         f"{report.node}: {report.message[:120]}"
@@ -428,12 +431,15 @@ class GrpcExecutor:
             raise SchedcpError(f"executor: {exc.code().name}: {exc.details()}") from exc
         if last is None:
             return Deployment(phase="PHASE_FAILED", message="executor sent no report")
+        # The phase is the rollout's (its "*" summary comes last); the message
+        # and metrics are the node's, which say what happened and why.
+        detail = node_last or last
         return Deployment(
             phase=deployment_pb2.DeploymentPhase.Name(last.phase),
-            message=last.message,
+            message=detail.message if detail is last else f"{detail.message} ({last.message})",
             rollout_id=last.rollout_id,
-            metrics_before=dict(last.metrics_before),
-            metrics_after=dict(last.metrics_after),
+            metrics_before=dict(detail.metrics_before),
+            metrics_after=dict(detail.metrics_after),
         )
 
 
