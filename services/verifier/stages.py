@@ -285,6 +285,13 @@ def judge_suite(report: Mapping[str, Any], state: Any, *, max_wait_s: float) -> 
         detail = [ln for ln in klog if "disabled" not in ln][-2:]
         if detail:
             why += " (kernel: " + " | ".join(d.strip() for d in detail) + ")"
+        if "stall" in why:
+            # The kernel's watchdog (timeout_ms, set short by kernel_verifier)
+            # saw a runnable task wait that long: starvation, measured by it.
+            findings.append(Finding(
+                Severity.ERROR, "starvation",
+                "a runnable task waited longer than the watchdog timeout during the suite",
+                hint="some class of tasks is never dispatched under load; check priority/aging"))
         findings.append(Finding(
             Severity.ERROR, "ejected",
             f"the kernel disabled the scheduler during the stress suite: {why}",

@@ -144,3 +144,16 @@ def test_judge_tells_selective_starvation_from_a_slow_host():
     fork = {"tasks": [{"name": "spawn", "completed": True, "max_wait_s": 0.0, "judged": False,
                        "spawn_worst_s": 4.0}]}
     assert judge_suite(fork, _State(), max_wait_s=2) == []
+
+
+def test_watchdog_stall_counts_as_starvation():
+    class _Exit:
+        kernel_log: list = []
+
+        def summary(self):
+            return "runnable task stall"
+
+    st = _State(enabled=False, ejected=True)
+    st.exit = _Exit()
+    rules = [f.rule for f in judge_suite({"tasks": []}, st, max_wait_s=2)]
+    assert rules == ["starvation", "ejected"]
