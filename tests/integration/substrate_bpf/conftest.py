@@ -19,6 +19,17 @@ def vm_node() -> Iterator[object]:
         yield node
 
 
+@pytest.fixture
+def fresh_vm_node() -> Iterator[object]:
+    """A VM of its own. The 7.3.4 guest kernel has oopsed in the scheduler
+    core (__schedule/__hrtick_start, from an IPI) after several sched_ext
+    enable/disable cycles in one boot, so no VM does more than a few."""
+    from schedcp.substrate.nodes import boot_vm_node
+
+    with boot_vm_node(cpus=2) as node:
+        yield node
+
+
 @pytest.fixture(scope="module")
 def vm_builder(vm_node: object) -> object:
     from schedcp.substrate.build import BpfBuilder

@@ -114,9 +114,11 @@ def test_a_stalling_scheduler_is_reported_ejected_with_the_kernels_reason(vm_nod
     _assert_idle(vm_node)
 
 
-def test_slice_tunable_changes_preemption_rate(vm_node, vm_builder) -> None:
+def test_slice_tunable_changes_preemption_rate(fresh_vm_node, vm_builder) -> None:
     """slice_us=1000 vs 100000 under fifo: two hogs sharing one CPU are
-    preempted far more often with the short slice (the kernel's own count)."""
+    preempted far more often with the short slice (the kernel's own count).
+    Runs in its own VM (see conftest.fresh_vm_node)."""
+    vm_node = fresh_vm_node
     _assert_idle(vm_node)
     meta = load_metadata(BPF_DIR / "fifo.json")
     built = vm_builder.build_file(BPF_DIR / "fifo.bpf.c")
