@@ -15,6 +15,17 @@ static __always_inline bool is_victim(struct task_struct *p)
 	       p->comm[3] == 'e' && p->comm[4] == '\0';
 }
 
+/*
+ * Without ops.select_cpu the kernel's default inserts a waking task straight
+ * into an idle CPU's local DSQ and ops.enqueue never sees it: on two or more
+ * CPUs `true` would then often run. Picking the CPU without inserting makes
+ * every wakeup go through enqueue.
+ */
+s32 BPF_STRUCT_OPS(stall_true_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+{
+	return prev_cpu;
+}
+
 void BPF_STRUCT_OPS(stall_true_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	if (is_victim(p))
@@ -29,6 +40,7 @@ void BPF_STRUCT_OPS(stall_true_exit, struct scx_exit_info *ei)
 
 SEC(".struct_ops.link")
 struct sched_ext_ops stall_true_ops = {
+	.select_cpu	= (void *)stall_true_select_cpu,
 	.enqueue	= (void *)stall_true_enqueue,
 	.exit		= (void *)stall_true_exit,
 	.timeout_ms	= 3000,
