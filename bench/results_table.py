@@ -237,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
                         outcomes = [NodeLost(exc.message)] * len(chosen)
                         kernel = ""
             params = get_workload(workload).resolve_params({})
+            # Re-read before merging: another run of this script may have saved
+            # rows since we started, and only our own (scheduler, workload) rows
+            # may be replaced.
+            rows = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else []
             for sched, outcome in zip(chosen, outcomes, strict=True):
                 cmd = command_for(workload, sched, args.repeat, params)
                 rows = [r for r in rows if not (r["scheduler"] == sched and r["workload"] == workload)]
