@@ -78,7 +78,7 @@ def main() -> int:
                 return rec, time.monotonic() - t0
             msg = next((f.message for st in rec.stages for f in st.findings
                         if f.rule == "internal-error"), "?")
-            infra_retries.append(f"{c.name}: {msg[:200]}")
+            infra_retries.append(f"{c.name}: {' '.join(msg.split())[:200]}")
             print(f"  internal error on {c.name}, retrying: {msg[:200]}", flush=True)
         raise AssertionError("unreachable")
 
