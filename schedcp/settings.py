@@ -246,7 +246,10 @@ def render_markdown() -> str:
              "| variable | kind | default | meaning |", "|---|---|---|---|"]
     # Only documented variables: ad-hoc lookups without a doc (tests) stay out.
     for var in sorted((v for v in ENV_VARS.values() if v.doc), key=lambda v: v.name):
-        default = "" if var.default is None else f"`{var.default}`"
+        # Paths inside the checkout are shown relative to it, so the page
+        # is the same in every clone.
+        shown = None if var.default is None else var.default.replace(str(REPO_ROOT), "<repo>")
+        default = "" if shown is None else f"`{shown}`"
         lines.append(f"| `{var.name}` | {var.kind} | {default} | {var.doc} |")
     return "\n".join(lines) + "\n"
 
