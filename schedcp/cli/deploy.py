@@ -347,6 +347,6 @@ def _nodes(args: argparse.Namespace) -> int:
               + (f"  token {n.token_id}" if n.token_id else ""))
         print(f"  since       {_when(n.since_unix)}")
         print(f"  known-good  {_policy(n.known_good)}")
-        if n.message:
+        if n.message and n.message != "ok":
             print(f"  note        {n.message}")
     return 0
