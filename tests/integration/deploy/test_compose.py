@@ -124,6 +124,9 @@ async def test_one_loop_across_the_containers(docker_env: dict[str, str], tmp_pa
         print(f"loop to verdicts: {time.monotonic() - started:.0f}s; "
               f"{len(passed)}/{len(events['verdicts'])} verdicts passed")
 
+        failures = [(s.name, [f.message[:300] for f in s.findings]) for v in events["verdicts"]
+                    for s in v.stages if s.status == verdict_pb2.STAGE_FAILED]  # type: ignore[attr-defined]
+        assert passed, f"no verdict passed inside the stack: {failures[:4]}"
         if passed:
             best = passed[0]
             assert await check_health(f"{addr['executor']}:50064")
