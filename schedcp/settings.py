@@ -209,7 +209,7 @@ for _name, _doc in {
     "SCHEDCP_KERNEL_CONFIG": "With SCHEDCP_KERNEL: that kernel's config file, to check CONFIG_SCHED_CLASS_EXT.",
     "SCHEDCP_DEBIAN_MIRROR": "Debian mirror the kernel fetch downloads from.",
     "SCHEDCP_ACCEL": "Force the micro-VM accelerator (kvm or tcg) instead of detecting whether KVM really works.",
-    "SCHEDCP_TCG_THREAD": "TCG threading for micro-VMs: single (default; immune to a guest code-patching crash) or multi.",
+    "SCHEDCP_TCG_THREAD": "TCG threading for micro-VMs: multi (default) or single.",
     "SCHEDCP_QEMU": "Path of qemu-system-x86_64.",
     "SCHEDCP_VIRTIOFSD": "Path of virtiofsd (default: the one shipped with qemu).",
     "SCHEDCP_OBSERVER_PROBES_PREBUILT": "Directory of tier-2 probe objects built elsewhere for this kernel (set for micro-VM guests).",

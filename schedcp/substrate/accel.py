@@ -33,14 +33,11 @@ class Accel:
     def qemu_args(self) -> list[str]:
         if self.name == "kvm":
             return ["-accel", "kvm", "-cpu", "host"]
-        # thread=single by default: qemu 7.2's multi-threaded TCG races with
-        # the guest kernel patching its own code (text_poke via int3), which
-        # crashed guests during scheduler load/unload cycles ("Oops: int3",
-        # see VmCrashed.likely_tcg_artifact). One host thread still emulates
-        # every vCPU, so the guest keeps its CPU count; it only loses
-        # host-side parallelism. SCHEDCP_TCG_THREAD=multi opts back in.
-        # -cpu max exposes the ISA the Debian kernel expects (x86-64-v2+).
-        thread = os.environ.get("SCHEDCP_TCG_THREAD", "").strip() or "single"
+        # thread=multi: one host thread per vCPU; -cpu max exposes the ISA
+        # the Debian kernel expects (x86-64-v2+). SCHEDCP_TCG_THREAD=single
+        # trades parallelism for immunity to MTTCG's cross-vCPU code-patching
+        # race (see VmCrashed.likely_tcg_artifact).
+        thread = os.environ.get("SCHEDCP_TCG_THREAD", "").strip() or "multi"
         if thread not in ("multi", "single"):
             raise VmError(f"SCHEDCP_TCG_THREAD={thread!r} is not multi or single")
         return ["-accel", f"tcg,thread={thread}", "-cpu", "max"]

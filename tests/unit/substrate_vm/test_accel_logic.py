@@ -48,7 +48,7 @@ def test_override_and_its_validation() -> None:
 
 def test_qemu_args(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SCHEDCP_TCG_THREAD", raising=False)
-    assert Accel("tcg", "").qemu_args == ["-accel", "tcg,thread=single", "-cpu", "max"]
+    assert Accel("tcg", "").qemu_args == ["-accel", "tcg,thread=multi", "-cpu", "max"]
     assert Accel("kvm", "").qemu_args[:2] == ["-accel", "kvm"]
 
 
@@ -61,8 +61,8 @@ def test_guest_crash_markers() -> None:
 
 
 def test_tcg_thread_knob(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SCHEDCP_TCG_THREAD", "multi")
-    assert Accel("tcg", "").qemu_args[1] == "tcg,thread=multi"
+    monkeypatch.setenv("SCHEDCP_TCG_THREAD", "single")
+    assert Accel("tcg", "").qemu_args[1] == "tcg,thread=single"
     monkeypatch.setenv("SCHEDCP_TCG_THREAD", "many")
     with pytest.raises(VmError, match="SCHEDCP_TCG_THREAD"):
         _ = Accel("tcg", "").qemu_args
