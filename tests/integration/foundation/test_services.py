@@ -37,7 +37,7 @@ def test_every_service_serves_health_and_stops_gracefully_on_sigterm(service_env
             _wait_healthy(service_env[f"SCHEDCP_{svc.upper()}_ADDR"], proc)
         for proc in procs.values():
             proc.send_signal(signal.SIGTERM)
-        outputs = {svc: proc.communicate(timeout=30)[0].decode() for svc, proc in procs.items()}
+        outputs = {svc: proc.communicate(timeout=120)[0].decode() for svc, proc in procs.items()}
     finally:
         for proc in procs.values():
             if proc.poll() is None:
