@@ -143,6 +143,7 @@ def start_stack(*, data_dir: Path, nats_port: int, progress: Progress, extra_env
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     state = StackState(data_dir=str(data_dir), nats_url="", started_at=time.time(), env=extra_env)
+    children: dict[str, subprocess.Popen[bytes]] = {}
     try:
         progress(f"starting nats-server (JetStream, data in {data_dir / 'nats'})")
         nats = natsserver.start_nats_server(store_dir=data_dir / "nats", port=nats_port,
@@ -152,7 +153,7 @@ def start_stack(*, data_dir: Path, nats_port: int, progress: Progress, extra_env
                                     str(logs / "nats-server.log"), nats.url))
         state.save(path)
         if llm == "local":
-            extra_env.update(_start_local_llm(state, logs, llm_port, progress))
+            extra_env.update(_start_local_llm(state, logs, llm_port, progress, children))
             state.env = extra_env
             state.save(path)
         elif llm != "none":
@@ -168,17 +169,28 @@ def start_stack(*, data_dir: Path, nats_port: int, progress: Progress, extra_env
                                         stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                                         start_new_session=True, cwd=str(settings.REPO_ROOT))
             state.processes.append(Proc(svc, proc.pid, f"services.{svc}", str(log_path), addresses[svc]))
+            children[svc] = proc
             state.save(path)
-        asyncio.run(_wait_healthy(state, progress, health_timeout))
+        asyncio.run(_wait_healthy(state, progress, health_timeout, children))
     except BaseException:
         progress("start-up failed; stopping what was started")
         stop_stack(state, progress=progress, timeout=10)
+        # A child that had not exec'd yet does not match its recorded command
+        # line; we still hold its handle, so make sure it is gone too.
+        for child in children.values():
+            if child.poll() is None:
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                child.wait(10)
         path.unlink(missing_ok=True)
         raise
     return state
 
 
-def _start_local_llm(state: StackState, logs: Path, port: int, progress: Progress) -> dict[str, str]:
+def _start_local_llm(state: StackState, logs: Path, port: int, progress: Progress,
+                     children: dict[str, subprocess.Popen[bytes]]) -> dict[str, str]:
     """Start the bundled small model's OpenAI-compatible server; its URL for the services."""
     import urllib.error
     import urllib.request
@@ -191,9 +203,12 @@ def _start_local_llm(state: StackState, logs: Path, port: int, progress: Progres
                                 start_new_session=True, cwd=str(settings.REPO_ROOT))
     entry = Proc("llm", proc.pid, "schedcp.llm.server", str(log_path), f"127.0.0.1:{port}")
     state.processes.append(entry)
+    children["llm"] = proc
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if not process_matches(entry):
+        # poll(), not the command line: right after fork the child still
+        # shows our own command line until it execs.
+        if proc.poll() is not None:
             raise SchedcpError(f"the local LLM exited during start-up:\n{_tail(log_path)}",
                                hint="or run `schedcp up --llm none` to plan without an LLM")
         try:
@@ -207,12 +222,13 @@ def _start_local_llm(state: StackState, logs: Path, port: int, progress: Progres
     raise SchedcpError("the local LLM did not answer /health within 60s", hint=f"see {log_path}")
 
 
-async def _wait_healthy(state: StackState, progress: Progress, limit_s: float) -> None:
+async def _wait_healthy(state: StackState, progress: Progress, limit_s: float,
+                        children: dict[str, subprocess.Popen[bytes]]) -> None:
     pending = {p.name: p for p in state.processes if p.name not in ("nats-server", "llm")}
     deadline = time.monotonic() + limit_s
     while pending:
         for name, proc in list(pending.items()):
-            if not process_matches(proc):
+            if children[name].poll() is not None:
                 tail = _tail(Path(proc.log))
                 raise SchedcpError(f"{name} exited during start-up; last log lines:\n{tail}",
                                    hint=f"full log: {proc.log}")

@@ -60,6 +60,7 @@ def _stack_env(tmp_path: Path, service_env: dict[str, str]) -> dict[str, str]:
     env = dict(service_env)
     env["SCHEDCP_DATA_DIR"] = str(tmp_path / "stack")
     env["SCHEDCP_NATS_PORT"] = str(free_port())
+    env["SCHEDCP_LLM_PORT"] = str(free_port())
     env.pop("SCHEDCP_NATS_URL", None)
     return env
 
