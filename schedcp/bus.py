@@ -100,9 +100,18 @@ class Subscription(Generic[M]):
             deliver_policy=js_api.DeliverPolicy.ALL,
             max_ack_pending=max(64, self._concurrency * 4),
         )
-        self._psub = await self._bus.js.pull_subscribe(
-            self.subject, durable=self.durable, stream=self._bus.stream, config=config
-        )
+        for attempt in range(8):
+            try:
+                self._psub = await self._bus.js.pull_subscribe(
+                    self.subject, durable=self.durable, stream=self._bus.stream, config=config
+                )
+                break
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError,
+                    nats.js.errors.NoStreamResponseError) as exc:
+                # A busy or electing cluster answers the consumer lookup late.
+                if attempt == 7:
+                    raise Unavailable(f"cannot create consumer {self.durable} on {self.subject}: {exc!r}") from exc
+                await asyncio.sleep(0.5 * (attempt + 1))
         for i in range(self._concurrency):
             self._tasks.append(asyncio.create_task(self._loop(), name=f"bus:{self.durable}:{i}"))
 
@@ -297,7 +306,8 @@ class Bus:
                     await self.js.publish(full, data, headers=headers, timeout=5.0)
                     return str(meta.message_id)
                 except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError,
-                        nats.errors.NoRespondersError) as exc:
+                        nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError) as exc:
+                    # NoStreamResponse is what a cluster failover looks like.
                     # Same Nats-Msg-Id on retry: JetStream dedupes if the
                     # first attempt did land.
                     if attempt == 4:
