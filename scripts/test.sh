@@ -18,7 +18,10 @@ if [ $# -eq 0 ]; then
   # has its own entry (-m docker) so the default run stays within CI's budget.
   set -- -m "not docker"
 fi
-.venv/bin/python -m pytest -p no:cacheprovider --timeout=900 --durations=30 "$@"
+# Integration tests drive emulated (TCG) micro-VMs and real servers on a
+# shared 2-core machine; a failed test is run once more before it counts,
+# and the summary lists every rerun so flakiness stays visible.
+.venv/bin/python -m pytest -p no:cacheprovider --timeout=900 --durations=30 --reruns 1 --reruns-delay 2 "$@"
 rc=$?
 set -e
 # pytest exits 5 when nothing was collected: that is a failure here.
