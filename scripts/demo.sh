@@ -18,7 +18,7 @@ trap 'step "schedcp down"; schedcp down' EXIT
 
 step "schedcp optimize -- a batch workload with a long tail"
 schedcp optimize --node vm --llm "${SCHEDCP_DEMO_LLM:-http://127.0.0.1:${SCHEDCP_LLM_PORT:-8089}/v1}" \
-  -- python -m schedcp.workloads run batch-long-tail
+  -- "$PWD/.venv/bin/python" -m schedcp.workloads run batch-long-tail
 
 step "schedcp status"
 schedcp status || true
