@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import SPIN, spin_argv
 
-from schedcp.errors import InvalidArgument, NotFound, PermissionDenied
+from schedcp.errors import InvalidArgument, NotFound
 from services.observer.tier1 import Target, Tier1Sampler, cgroup2_mount
 
 
@@ -96,7 +96,6 @@ def test_unreadable_cgroup_is_permission_denied(cgroup) -> None:
                           sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=60)
     assert "DENIED" in out.stdout, out.stderr[-2000:]
-    assert PermissionDenied  # the class the child caught
 
 
 def test_hostile_cmdline_is_bounded_escaped_and_quoted(spawn) -> None:
