@@ -16,7 +16,7 @@ from schedcp.bus import Bus
 from schedcp.codec import HEADER_DLQ_REASON, HEADER_TYPE
 from schedcp.errors import SchedcpError, Unavailable
 from schedcp.rpc import check_health
-from schedcp.v1 import deployment_pb2, plan_pb2, profile_pb2, verdict_pb2
+from schedcp.v1 import common_pb2, deployment_pb2, plan_pb2, profile_pb2, verdict_pb2
 
 WATCHED = {
     "profiles": ("schedcp.v1.profiles.>", profile_pb2.WorkloadProfile),
@@ -153,7 +153,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def describe(subject: str, message: object) -> str:
     """A one-line human summary of a bus message."""
     if isinstance(message, profile_pb2.WorkloadProfile):
-        cls = profile_pb2.WorkloadClass.Name(message.workload_class) if message.workload_class else "?"
+        cls = common_pb2.WorkloadClass.Name(message.workload_class) if message.workload_class else "?"
         return (f"profile  {message.node:<12} {message.workload.name or message.workload.comm!r} "
                 f"class={cls} conf={message.class_confidence:.2f} tier={profile_pb2.AnalysisTier.Name(message.tier)}")
     if isinstance(message, plan_pb2.Plan):
