@@ -29,4 +29,7 @@ fi
 step "sched_ext kernel for the micro-VMs (cached after the first run)"
 scripts/fetch-kernel --all
 
+step "qemu for the micro-VMs (newer than the host's, unpacked into the cache)"
+.venv/bin/python -m schedcp.substrate.qemu
+
 echo "schedcp: installed. CLI: .venv/bin/schedcp" >&2

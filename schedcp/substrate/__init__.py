@@ -41,7 +41,7 @@ class VmCrashed(VmError):
     """The guest kernel crashed (panic/oops) and took the VM down.
 
     ``likely_tcg_artifact`` is set for the stray-INT3 oops that multi-threaded
-    TCG (qemu 7.2) occasionally produces while the kernel patches its own code
+    TCG (qemu 7.2; hence :mod:`schedcp.substrate.qemu`) produces while the kernel patches its own code
     (static keys flipping at boot or when a scheduler is enabled): retrying on
     a fresh VM is then the right response, not blaming the workload.
     """

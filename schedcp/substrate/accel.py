@@ -35,8 +35,9 @@ class Accel:
             return ["-accel", "kvm", "-cpu", "host"]
         # thread=multi: one host thread per vCPU; -cpu max exposes the ISA
         # the Debian kernel expects (x86-64-v2+). SCHEDCP_TCG_THREAD=single
-        # trades parallelism for immunity to MTTCG's cross-vCPU code-patching
-        # race (see VmCrashed.likely_tcg_artifact).
+        # trades parallelism for immunity to qemu 7.2's cross-vCPU code-
+        # patching race (see schedcp.substrate.qemu, which fetches a qemu
+        # without it, and VmCrashed.likely_tcg_artifact).
         thread = os.environ.get("SCHEDCP_TCG_THREAD", "").strip() or "multi"
         if thread not in ("multi", "single"):
             raise VmError(f"SCHEDCP_TCG_THREAD={thread!r} is not multi or single")
@@ -158,9 +159,16 @@ def host_tsc_khz(cache_file: Path) -> int | None:
     return khz
 
 
-def qemu_version(qemu: str = "qemu-system-x86_64") -> str:
+def qemu_version(qemu: list[str] | None = None) -> str:
+    if qemu is None:
+        from schedcp.substrate.qemu import find_qemu
+
+        try:
+            qemu = find_qemu().args
+        except VmError:
+            return "unknown"
     try:
-        out = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run([*qemu, "--version"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.splitlines()[0] if out else "unknown"

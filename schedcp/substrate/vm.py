@@ -43,6 +43,7 @@ from typing import Any
 
 from schedcp.substrate import VmCrashed, VmError, VmTimeout
 from schedcp.substrate import accel as accel_mod
+from schedcp.substrate import qemu as qemu_mod
 from schedcp.substrate.accel import Accel
 from schedcp.substrate.initramfs import InitramfsBuilder, JobArchive, resolve_modules
 from schedcp.substrate.kernel import Kernel, cache_dir, ensure_kernel
@@ -133,14 +134,10 @@ def _keep_failed_console(name: str, text: str, keep: int = 20) -> Path | None:
 VIRTIOFS_CACHE_MODES = ("auto", "always", "none")
 
 
-def find_qemu() -> str:
-    """SCHEDCP_QEMU, else qemu-system-x86_64 on PATH."""
-    override = os.environ.get("SCHEDCP_QEMU", "").strip()
-    found = override or shutil.which(QEMU)
-    if not found:
-        raise VmError("qemu-system-x86_64 not found",
-                      hint="install qemu-system-x86 (scripts/install-system.sh) or set SCHEDCP_QEMU")
-    return found
+def find_qemu() -> list[str]:
+    """The qemu command prefix (binary, and ``-L`` for a fetched one): see
+    :func:`schedcp.substrate.qemu.find_qemu`."""
+    return qemu_mod.find_qemu().args
 
 
 def find_virtiofsd() -> str:
@@ -399,7 +396,7 @@ class VmNode:
                             "i8042.nokbd", *self.kernel_args])
         mem = f"{self.mem_mb}M"
         args = [
-            find_qemu(), "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            *find_qemu(), "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-machine", "q35,memory-backend=mem", *self.accel.qemu_args,
             "-smp", str(self.cpus), "-m", mem,
             "-object", f"memory-backend-memfd,id=mem,size={mem},share=on",
