@@ -6,7 +6,9 @@ from schedcp.substrate.loader import (
     EXIT_INFO_SIZE,
     ExitInfo,
     _rejection_summary,
+    can_load_struct_ops,
     disable_reason_from_log,
+    effective_capabilities,
 )
 
 
@@ -46,3 +48,14 @@ def test_rejection_summary_picks_the_verifier_complaint() -> None:
     missing = "libbpf: extern (func ksym) 'scx_bpf_dispatch': not found in kernel or module BTFs\n"
     assert "not found in kernel" in _rejection_summary(missing, 22)
     assert _rejection_summary("", 13) == "Permission denied"
+
+
+def test_privilege_check_follows_the_measured_capability_set() -> None:
+    bit = lambda n: 1 << n  # noqa: E731
+    assert can_load_struct_ops(bit(39) | bit(38))          # CAP_BPF + CAP_PERFMON
+    assert can_load_struct_ops(bit(21))                    # CAP_SYS_ADMIN alone
+    assert not can_load_struct_ops(bit(39))                # CAP_BPF alone is not enough
+    assert not can_load_struct_ops(0)
+    root = "Name:\tx\nCapEff:\t000001ffffffffff\n"
+    assert effective_capabilities(root) == 0x1FFFFFFFFFF and can_load_struct_ops(0x1FFFFFFFFFF)
+    assert effective_capabilities("no caps line") == 0
