@@ -122,23 +122,35 @@ class Kernel:
     #: Selector that chose it ("sched_ext", "oldest", "user").
     selector: str = "sched_ext"
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, relative_to: Path | None = None) -> dict[str, object]:
+        """Paths under ``relative_to`` are stored relative to it, so a cache
+        that is moved or mounted elsewhere (a container) still resolves."""
         d = asdict(self)
         for k in ("vmlinux", "config", "modules_dir"):
-            d[k] = None if d[k] is None else str(d[k])
+            p = d[k]
+            if p is not None and relative_to is not None and Path(p).is_relative_to(relative_to):
+                p = Path(p).relative_to(relative_to)
+            d[k] = None if p is None else str(p)
         d["btf"] = asdict(self.btf)
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, object]) -> Kernel:
+    def from_json(cls, d: dict[str, object], base: Path | None = None) -> Kernel:
         btf = dict(d["btf"])  # type: ignore[call-overload]
         btf["impl_kfuncs"] = tuple(btf.get("impl_kfuncs", ()))
+
+        def path(key: str) -> Path | None:
+            if d.get(key) is None:
+                return None
+            p = Path(str(d[key]))
+            return base / p if base is not None and not p.is_absolute() else p
+
         return cls(
             release=str(d["release"]),
             version=str(d["version"]),
-            vmlinux=Path(str(d["vmlinux"])),
-            config=None if d.get("config") is None else Path(str(d["config"])),
-            modules_dir=None if d.get("modules_dir") is None else Path(str(d["modules_dir"])),
+            vmlinux=path("vmlinux"),  # type: ignore[arg-type]
+            config=path("config"),
+            modules_dir=path("modules_dir"),
             btf=BtfInfo(**btf),
             source=str(d["source"]),
             selector=str(d.get("selector", "sched_ext")),
@@ -589,7 +601,7 @@ class KernelCache:
         entry = self.load_manifest()["selected"].get(selector)
         if not entry:
             return None
-        k = Kernel.from_json(entry)
+        k = Kernel.from_json(entry, base=self.root)
         if not k.vmlinux.exists():
             return None
         return k
@@ -633,7 +645,7 @@ class KernelCache:
                 reason = None
             if kernel is not None:
                 manifest = self.load_manifest()
-                manifest["selected"][sel.name] = kernel.to_json()
+                manifest["selected"][sel.name] = kernel.to_json(relative_to=self.root)
                 manifest["selected"][sel.name]["fetched_at"] = time.strftime(
                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 self.save_manifest(manifest)

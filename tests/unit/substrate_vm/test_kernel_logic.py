@@ -166,3 +166,21 @@ def test_gzip_payload_is_decompressed() -> None:
     # The kernel appends the uncompressed size after the stream: it must be ignored.
     assert extract_vmlinux(_fake_bzimage(gzip.compress(inner) + b"\x10\x00\x00\x00")) == inner
     assert release_from_vmlinux(inner) == "9.9.9-test"
+
+
+def test_kernel_paths_round_trip_relative_to_a_moved_cache(tmp_path) -> None:
+    from pathlib import Path
+
+    from schedcp.substrate.kernel import Kernel
+
+    old, new = tmp_path / "old" / "kernels", tmp_path / "new" / "kernels"
+    k = Kernel(release="7.3.4+deb13-cloud-amd64", version="7.3.4-1", vmlinux=old / "r" / "vmlinux",
+               config=old / "r" / "config", modules_dir=None, btf=BtfInfo(has_sched_ext=True),
+               source="debian:x")
+    doc = k.to_json(relative_to=old)
+    assert doc["vmlinux"] == "r/vmlinux" and doc["modules_dir"] is None
+    moved = Kernel.from_json(doc, base=new)
+    assert moved.vmlinux == new / "r" / "vmlinux" and moved.config == new / "r" / "config"
+    # Absolute paths (older manifests, user kernels) are kept as they are.
+    outside = Kernel.from_json(k.to_json(relative_to=Path("/elsewhere")), base=new)
+    assert outside.vmlinux == old / "r" / "vmlinux"
