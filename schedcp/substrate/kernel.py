@@ -807,6 +807,12 @@ def ensure_kernel(selector: str = "sched_ext", *, refresh: bool = False,
         raise KernelError(f"unknown kernel selector {selector!r}",
                           hint=f"use one of: {', '.join(SELECTORS)}")
     kc = KernelCache(cache, progress=progress)
+    if not refresh:
+        # Manifest writes are atomic renames, so a cached kernel can be read
+        # without the lock: a read-only cache mount (Kubernetes) works.
+        found = kc.cached(selector)
+        if found is not None:
+            return found
     with kc.locked():
         found = kc.cached(selector)
         if found is not None and not refresh:

@@ -87,6 +87,7 @@ async def test_one_loop_across_the_containers(docker_env: dict[str, str], tmp_pa
     traces.mkdir(mode=0o777)
     traces.chmod(0o777)
     env.update({"SCHEDCP_TRACES_DIR": str(traces), "SCHEDCP_KERNEL_CACHE": str(REPO / ".cache/kernels"),
+                "SCHEDCP_QEMU_CACHE": str(REPO / ".cache/qemu"),
                 "SCHEDCP_VERIFIER_REPETITIONS": "1", "SCHEDCP_EXECUTOR_BAKE_S": "1"})
     try:
         _run([*COMPOSE, "-p", project, "up", "-d", "--wait"], env, 1200, "compose up --wait")
