@@ -99,7 +99,7 @@ class DeploymentReport(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.Meta, _Mapping]] = ..., report_id: _Optional[str] = ..., rollout_id: _Optional[str] = ..., node: _Optional[str] = ..., token_id: _Optional[str] = ..., phase: _Optional[_Union[DeploymentPhase, str]] = ..., policy: _Optional[_Union[_common_pb2.PolicyRef, _Mapping]] = ..., metrics_before: _Optional[_Mapping[str, float]] = ..., metrics_after: _Optional[_Mapping[str, float]] = ..., breaker_events: _Optional[_Iterable[_Union[CircuitBreakerEvent, _Mapping]]] = ..., message: _Optional[str] = ..., sched_ext_state: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., config_digest: _Optional[str] = ..., improvement: _Optional[float] = ...) -> None: ...
 
 class DeploymentOutcome(_message.Message):
-    __slots__ = ("meta", "outcome_id", "rollout_id", "profile_id", "workload_class", "policy", "config_digest", "tunables", "improvement", "metric", "success", "reason", "source", "node")
+    __slots__ = ("meta", "outcome_id", "rollout_id", "profile_id", "workload_class", "policy", "config_digest", "tunables", "improvement", "metric", "success", "reason", "source", "node", "workload_key")
     class TunablesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,7 @@ class DeploymentOutcome(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_KEY_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.Meta
     outcome_id: str
     rollout_id: str
@@ -135,4 +136,5 @@ class DeploymentOutcome(_message.Message):
     reason: str
     source: str
     node: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.Meta, _Mapping]] = ..., outcome_id: _Optional[str] = ..., rollout_id: _Optional[str] = ..., profile_id: _Optional[str] = ..., workload_class: _Optional[_Union[_common_pb2.WorkloadClass, str]] = ..., policy: _Optional[_Union[_common_pb2.PolicyRef, _Mapping]] = ..., config_digest: _Optional[str] = ..., tunables: _Optional[_Mapping[str, _common_pb2.TunableValue]] = ..., improvement: _Optional[float] = ..., metric: _Optional[str] = ..., success: _Optional[bool] = ..., reason: _Optional[str] = ..., source: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
+    workload_key: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.Meta, _Mapping]] = ..., outcome_id: _Optional[str] = ..., rollout_id: _Optional[str] = ..., profile_id: _Optional[str] = ..., workload_class: _Optional[_Union[_common_pb2.WorkloadClass, str]] = ..., policy: _Optional[_Union[_common_pb2.PolicyRef, _Mapping]] = ..., config_digest: _Optional[str] = ..., tunables: _Optional[_Mapping[str, _common_pb2.TunableValue]] = ..., improvement: _Optional[float] = ..., metric: _Optional[str] = ..., success: _Optional[bool] = ..., reason: _Optional[str] = ..., source: _Optional[str] = ..., node: _Optional[str] = ..., workload_key: _Optional[str] = ...) -> None: ...

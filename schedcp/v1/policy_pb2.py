@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from schedcp.v1 import common_pb2 as schedcp_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17schedcp/v1/policy.proto\x12\nschedcp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schedcp/v1/common.proto\"\xaa\x01\n\x0bTunableSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04type\x18\x02 \x01(\x0e\x32\x17.schedcp.v1.TunableType\x12)\n\x07\x64\x65\x66\x61ult\x18\x03 \x01(\x0b\x32\x18.schedcp.v1.TunableValue\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x0c\n\x04unit\x18\x07 \x01(\t\"x\n\x0ePolicyMetadata\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x33\n\x10target_workloads\x18\x02 \x03(\x0e\x32\x19.schedcp.v1.WorkloadClass\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x0e\n\x06\x61uthor\x18\x04 \x01(\t\"\xe2\x02\n\x11PerformanceRecord\x12\x31\n\x0eworkload_class\x18\x01 \x01(\x0e\x32\x19.schedcp.v1.WorkloadClass\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\r\n\x05ratio\x18\x03 \x01(\x01\x12\x15\n\rconfig_digest\x18\x04 \x01(\t\x12=\n\x08tunables\x18\x05 \x03(\x0b\x32+.schedcp.v1.PerformanceRecord.TunablesEntry\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x11\n\tsource_id\x18\x07 \x01(\t\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07success\x18\t \x01(\x08\x1aI\n\rTunablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.schedcp.v1.TunableValue:\x02\x38\x01\"\x84\x02\n\x0b\x41ntipattern\x12\x16\n\x0e\x61ntipattern_id\x18\x01 \x01(\t\x12%\n\x06policy\x18\x02 \x01(\x0b\x32\x15.schedcp.v1.PolicyRef\x12\x31\n\x0eworkload_class\x18\x03 \x01(\x0e\x32\x19.schedcp.v1.WorkloadClass\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12%\n\x08\x66indings\x18\x05 \x03(\x0b\x32\x13.schedcp.v1.Finding\x12\x15\n\rsource_digest\x18\x06 \x01(\t\x12\r\n\x05stage\x18\x07 \x01(\t\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe9\x02\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x15\n\rsource_digest\x18\x04 \x01(\t\x12\x17\n\x0f\x61rtifact_digest\x18\x05 \x01(\t\x12,\n\x08metadata\x18\x06 \x01(\x0b\x32\x1a.schedcp.v1.PolicyMetadata\x12)\n\x08tunables\x18\x07 \x03(\x0b\x32\x17.schedcp.v1.TunableSpec\x12\x0e\n\x06parent\x18\x08 \x01(\t\x12\r\n\x05patch\x18\t \x01(\t\x12(\n\x06status\x18\n \x01(\x0e\x32\x18.schedcp.v1.PolicyStatus\x12.\n\x07history\x18\x0b \x03(\x0b\x32\x1d.schedcp.v1.PerformanceRecord\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x84\x01\n\x0cPolicyStatus\x12\x1d\n\x19POLICY_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10POLICY_CANDIDATE\x10\x01\x12\x13\n\x0fPOLICY_VERIFIED\x10\x02\x12\x13\n\x0fPOLICY_PROMOTED\x10\x03\x12\x15\n\x11POLICY_DEPRECATED\x10\x04*s\n\x0bTunableType\x12\x1c\n\x18TUNABLE_TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTUNABLE_INT\x10\x01\x12\x10\n\x0cTUNABLE_UINT\x10\x02\x12\x10\n\x0cTUNABLE_BOOL\x10\x03\x12\x11\n\rTUNABLE_FLOAT\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17schedcp/v1/policy.proto\x12\nschedcp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schedcp/v1/common.proto\"\xaa\x01\n\x0bTunableSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04type\x18\x02 \x01(\x0e\x32\x17.schedcp.v1.TunableType\x12)\n\x07\x64\x65\x66\x61ult\x18\x03 \x01(\x0b\x32\x18.schedcp.v1.TunableValue\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x0c\n\x04unit\x18\x07 \x01(\t\"x\n\x0ePolicyMetadata\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x33\n\x10target_workloads\x18\x02 \x03(\x0e\x32\x19.schedcp.v1.WorkloadClass\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x0e\n\x06\x61uthor\x18\x04 \x01(\t\"\xf8\x02\n\x11PerformanceRecord\x12\x31\n\x0eworkload_class\x18\x01 \x01(\x0e\x32\x19.schedcp.v1.WorkloadClass\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\r\n\x05ratio\x18\x03 \x01(\x01\x12\x15\n\rconfig_digest\x18\x04 \x01(\t\x12=\n\x08tunables\x18\x05 \x03(\x0b\x32+.schedcp.v1.PerformanceRecord.TunablesEntry\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x11\n\tsource_id\x18\x07 \x01(\t\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07success\x18\t \x01(\x08\x12\x14\n\x0cworkload_key\x18\n \x01(\t\x1aI\n\rTunablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.schedcp.v1.TunableValue:\x02\x38\x01\"\x84\x02\n\x0b\x41ntipattern\x12\x16\n\x0e\x61ntipattern_id\x18\x01 \x01(\t\x12%\n\x06policy\x18\x02 \x01(\x0b\x32\x15.schedcp.v1.PolicyRef\x12\x31\n\x0eworkload_class\x18\x03 \x01(\x0e\x32\x19.schedcp.v1.WorkloadClass\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12%\n\x08\x66indings\x18\x05 \x03(\x0b\x32\x13.schedcp.v1.Finding\x12\x15\n\rsource_digest\x18\x06 \x01(\t\x12\r\n\x05stage\x18\x07 \x01(\t\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe9\x02\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x15\n\rsource_digest\x18\x04 \x01(\t\x12\x17\n\x0f\x61rtifact_digest\x18\x05 \x01(\t\x12,\n\x08metadata\x18\x06 \x01(\x0b\x32\x1a.schedcp.v1.PolicyMetadata\x12)\n\x08tunables\x18\x07 \x03(\x0b\x32\x17.schedcp.v1.TunableSpec\x12\x0e\n\x06parent\x18\x08 \x01(\t\x12\r\n\x05patch\x18\t \x01(\t\x12(\n\x06status\x18\n \x01(\x0e\x32\x18.schedcp.v1.PolicyStatus\x12.\n\x07history\x18\x0b \x03(\x0b\x32\x1d.schedcp.v1.PerformanceRecord\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x84\x01\n\x0cPolicyStatus\x12\x1d\n\x19POLICY_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10POLICY_CANDIDATE\x10\x01\x12\x13\n\x0fPOLICY_VERIFIED\x10\x02\x12\x13\n\x0fPOLICY_PROMOTED\x10\x03\x12\x15\n\x11POLICY_DEPRECATED\x10\x04*s\n\x0bTunableType\x12\x1c\n\x18TUNABLE_TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTUNABLE_INT\x10\x01\x12\x10\n\x0cTUNABLE_UINT\x10\x02\x12\x10\n\x0cTUNABLE_BOOL\x10\x03\x12\x11\n\rTUNABLE_FLOAT\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,20 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PERFORMANCERECORD_TUNABLESENTRY']._loaded_options = None
   _globals['_PERFORMANCERECORD_TUNABLESENTRY']._serialized_options = b'8\001'
-  _globals['_POLICYSTATUS']._serialized_start=1377
-  _globals['_POLICYSTATUS']._serialized_end=1509
-  _globals['_TUNABLETYPE']._serialized_start=1511
-  _globals['_TUNABLETYPE']._serialized_end=1626
+  _globals['_POLICYSTATUS']._serialized_start=1399
+  _globals['_POLICYSTATUS']._serialized_end=1531
+  _globals['_TUNABLETYPE']._serialized_start=1533
+  _globals['_TUNABLETYPE']._serialized_end=1648
   _globals['_TUNABLESPEC']._serialized_start=98
   _globals['_TUNABLESPEC']._serialized_end=268
   _globals['_POLICYMETADATA']._serialized_start=270
   _globals['_POLICYMETADATA']._serialized_end=390
   _globals['_PERFORMANCERECORD']._serialized_start=393
-  _globals['_PERFORMANCERECORD']._serialized_end=747
-  _globals['_PERFORMANCERECORD_TUNABLESENTRY']._serialized_start=674
-  _globals['_PERFORMANCERECORD_TUNABLESENTRY']._serialized_end=747
-  _globals['_ANTIPATTERN']._serialized_start=750
-  _globals['_ANTIPATTERN']._serialized_end=1010
-  _globals['_POLICY']._serialized_start=1013
-  _globals['_POLICY']._serialized_end=1374
+  _globals['_PERFORMANCERECORD']._serialized_end=769
+  _globals['_PERFORMANCERECORD_TUNABLESENTRY']._serialized_start=696
+  _globals['_PERFORMANCERECORD_TUNABLESENTRY']._serialized_end=769
+  _globals['_ANTIPATTERN']._serialized_start=772
+  _globals['_ANTIPATTERN']._serialized_end=1032
+  _globals['_POLICY']._serialized_start=1035
+  _globals['_POLICY']._serialized_end=1396
 # @@protoc_insertion_point(module_scope)

@@ -68,7 +68,7 @@ class PolicyMetadata(_message.Message):
     def __init__(self, description: _Optional[str] = ..., target_workloads: _Optional[_Iterable[_Union[_common_pb2.WorkloadClass, str]]] = ..., tags: _Optional[_Iterable[str]] = ..., author: _Optional[str] = ...) -> None: ...
 
 class PerformanceRecord(_message.Message):
-    __slots__ = ("workload_class", "metric", "ratio", "config_digest", "tunables", "source", "source_id", "at", "success")
+    __slots__ = ("workload_class", "metric", "ratio", "config_digest", "tunables", "source", "source_id", "at", "success", "workload_key")
     class TunablesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class PerformanceRecord(_message.Message):
     SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_KEY_FIELD_NUMBER: _ClassVar[int]
     workload_class: _common_pb2.WorkloadClass
     metric: str
     ratio: float
@@ -94,7 +95,8 @@ class PerformanceRecord(_message.Message):
     source_id: str
     at: _timestamp_pb2.Timestamp
     success: bool
-    def __init__(self, workload_class: _Optional[_Union[_common_pb2.WorkloadClass, str]] = ..., metric: _Optional[str] = ..., ratio: _Optional[float] = ..., config_digest: _Optional[str] = ..., tunables: _Optional[_Mapping[str, _common_pb2.TunableValue]] = ..., source: _Optional[str] = ..., source_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., success: _Optional[bool] = ...) -> None: ...
+    workload_key: str
+    def __init__(self, workload_class: _Optional[_Union[_common_pb2.WorkloadClass, str]] = ..., metric: _Optional[str] = ..., ratio: _Optional[float] = ..., config_digest: _Optional[str] = ..., tunables: _Optional[_Mapping[str, _common_pb2.TunableValue]] = ..., source: _Optional[str] = ..., source_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., success: _Optional[bool] = ..., workload_key: _Optional[str] = ...) -> None: ...
 
 class Antipattern(_message.Message):
     __slots__ = ("antipattern_id", "policy", "workload_class", "reason", "findings", "source_digest", "stage", "at")

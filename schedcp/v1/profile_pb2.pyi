@@ -170,7 +170,7 @@ class AnalysisCost(_message.Message):
     def __init__(self, tier: _Optional[_Union[AnalysisTier, str]] = ..., wall_seconds: _Optional[float] = ..., cpu_seconds: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., tools: _Optional[_Iterable[str]] = ..., llm_tokens: _Optional[int] = ..., overhead_pct: _Optional[float] = ...) -> None: ...
 
 class WorkloadProfile(_message.Message):
-    __slots__ = ("meta", "profile_id", "node", "workload", "description", "workload_class", "class_confidence", "features", "goal", "tier", "costs", "observed_at", "window_seconds", "trigger", "probe_costs")
+    __slots__ = ("meta", "profile_id", "node", "workload", "description", "workload_class", "class_confidence", "features", "goal", "tier", "costs", "observed_at", "window_seconds", "trigger", "probe_costs", "workload_key")
     META_FIELD_NUMBER: _ClassVar[int]
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +186,7 @@ class WorkloadProfile(_message.Message):
     WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
     PROBE_COSTS_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_KEY_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.Meta
     profile_id: str
     node: str
@@ -201,7 +202,8 @@ class WorkloadProfile(_message.Message):
     window_seconds: float
     trigger: str
     probe_costs: _containers.RepeatedCompositeFieldContainer[AnalysisCost]
-    def __init__(self, meta: _Optional[_Union[_common_pb2.Meta, _Mapping]] = ..., profile_id: _Optional[str] = ..., node: _Optional[str] = ..., workload: _Optional[_Union[WorkloadIdentity, _Mapping]] = ..., description: _Optional[str] = ..., workload_class: _Optional[_Union[_common_pb2.WorkloadClass, str]] = ..., class_confidence: _Optional[float] = ..., features: _Optional[_Union[WorkloadFeatures, _Mapping]] = ..., goal: _Optional[_Union[OptimizationGoal, _Mapping]] = ..., tier: _Optional[_Union[AnalysisTier, str]] = ..., costs: _Optional[_Iterable[_Union[AnalysisCost, _Mapping]]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_seconds: _Optional[float] = ..., trigger: _Optional[str] = ..., probe_costs: _Optional[_Iterable[_Union[AnalysisCost, _Mapping]]] = ...) -> None: ...
+    workload_key: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.Meta, _Mapping]] = ..., profile_id: _Optional[str] = ..., node: _Optional[str] = ..., workload: _Optional[_Union[WorkloadIdentity, _Mapping]] = ..., description: _Optional[str] = ..., workload_class: _Optional[_Union[_common_pb2.WorkloadClass, str]] = ..., class_confidence: _Optional[float] = ..., features: _Optional[_Union[WorkloadFeatures, _Mapping]] = ..., goal: _Optional[_Union[OptimizationGoal, _Mapping]] = ..., tier: _Optional[_Union[AnalysisTier, str]] = ..., costs: _Optional[_Iterable[_Union[AnalysisCost, _Mapping]]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_seconds: _Optional[float] = ..., trigger: _Optional[str] = ..., probe_costs: _Optional[_Iterable[_Union[AnalysisCost, _Mapping]]] = ..., workload_key: _Optional[str] = ...) -> None: ...
 
 class MetricDelta(_message.Message):
     __slots__ = ("metric", "baseline", "current", "ratio", "higher_is_better", "unit")

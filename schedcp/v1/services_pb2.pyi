@@ -216,18 +216,20 @@ class HistoryResponse(_message.Message):
     def __init__(self, summary: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_policy_pb2.PerformanceRecord, _Mapping]]] = ..., antipatterns: _Optional[_Iterable[_Union[_policy_pb2.Antipattern, _Mapping]]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "workload_classes", "statuses", "keywords", "limit")
+    __slots__ = ("query", "workload_classes", "statuses", "keywords", "limit", "workload_key")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     WORKLOAD_CLASSES_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     KEYWORDS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_KEY_FIELD_NUMBER: _ClassVar[int]
     query: str
     workload_classes: _containers.RepeatedScalarFieldContainer[_common_pb2.WorkloadClass]
     statuses: _containers.RepeatedScalarFieldContainer[_policy_pb2.PolicyStatus]
     keywords: _containers.RepeatedScalarFieldContainer[str]
     limit: int
-    def __init__(self, query: _Optional[str] = ..., workload_classes: _Optional[_Iterable[_Union[_common_pb2.WorkloadClass, str]]] = ..., statuses: _Optional[_Iterable[_Union[_policy_pb2.PolicyStatus, str]]] = ..., keywords: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ...) -> None: ...
+    workload_key: str
+    def __init__(self, query: _Optional[str] = ..., workload_classes: _Optional[_Iterable[_Union[_common_pb2.WorkloadClass, str]]] = ..., statuses: _Optional[_Iterable[_Union[_policy_pb2.PolicyStatus, str]]] = ..., keywords: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., workload_key: _Optional[str] = ...) -> None: ...
 
 class SearchHit(_message.Message):
     __slots__ = ("policy", "similarity", "historical_ratio", "score")
