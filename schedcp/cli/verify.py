@@ -35,10 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--out", type=Path, metavar="VERDICT_FILE",
                    help="also write the Verdict (with its token and the object's bytes) for `schedcp deploy`")
     p.add_argument("--no-cache", action="store_true", help="verify even if a verdict is cached")
-    p.add_argument("--duration", type=float, default=6.0,
-                   help="seconds of the stress suite (default 6)")
-    p.add_argument("--max-wait", type=float, default=2.0,
-                   help="starvation bound per task in seconds (default 2, TCG-sized)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds of the stress suite (default $SCHEDCP_VERIFIER_SUITE_SECONDS, 6)")
+    p.add_argument("--max-wait", type=float, default=None,
+                   help="wait in seconds any task may see whatever EEVDF does; longer waits are "
+                        "judged against EEVDF in the same VM (default $SCHEDCP_VERIFIER_MAX_WAIT_S, 2)")
     p.add_argument("--host", action="store_true",
                    help="use this machine's kernel instead of a micro-VM (needs sched_ext + root)")
     p.set_defaults(func=_run)
@@ -182,12 +183,14 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         verdict = "PASS" if rec.passed else "FAIL"
-        cached = " (cached)" if rec.cached else ""
+        cached = " (cached: verified before with the same artifact, config and bounds)" \
+            if rec.cached else ""
         print(f"verdict: {verdict}{cached}  artifact {rec.artifact_digest[:19]}  "
               f"config {rec.config_digest[:19]}  {time.monotonic() - t0:.1f}s")
         if rec.performance:
-            print(f"performance: {rec.performance.workload} score {rec.performance.score:.3f}x "
-                  "EEVDF")
+            perf = rec.performance
+            print(f"performance: {perf.workload} score {perf.score:.3f}x EEVDF "
+                  f"({perf.decision or 'pass'}, {perf.repetitions} runs per side)")
         if token is not None and token_b64:
             print(f"token ({token.key_id}): {token_b64[:48]}…")
     if rec.internal_error:

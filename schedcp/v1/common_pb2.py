@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17schedcp/v1/common.proto\x12\nschedcp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x01\n\x04Meta\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x02 \x01(\t\x12\x16\n\x0eschema_version\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08producer\x18\x05 \x01(\t\x12\x39\n\rtrace_context\x18\x06 \x03(\x0b\x32\".schedcp.v1.Meta.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"p\n\x0cTunableValue\x12\x13\n\tint_value\x18\x01 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x42\x06\n\x04kind\"*\n\tPolicyRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"z\n\x07\x46inding\x12&\n\x08severity\x18\x01 \x01(\x0e\x32\x14.schedcp.v1.Severity\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04\x66ile\x18\x04 \x01(\t\x12\x0c\n\x04line\x18\x05 \x01(\r\x12\x0c\n\x04hint\x18\x06 \x01(\t\"\x8e\x01\n\x10MetricComparison\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61seline\x18\x02 \x01(\x01\x12\x11\n\tcandidate\x18\x03 \x01(\x01\x12\r\n\x05ratio\x18\x04 \x01(\x01\x12\x18\n\x10higher_is_better\x18\x05 \x01(\x08\x12\x0e\n\x06spread\x18\x06 \x01(\x01\x12\x0c\n\x04unit\x18\x07 \x01(\t\"\x95\x01\n\x0cNodeSelector\x12\r\n\x05nodes\x18\x01 \x03(\t\x12\x34\n\x06labels\x18\x02 \x03(\x0b\x32$.schedcp.v1.NodeSelector.LabelsEntry\x12\x11\n\tall_nodes\x18\x03 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xb2\x01\n\rWorkloadClass\x12\x1e\n\x1aWORKLOAD_CLASS_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x42\x41TCH_LONG_TAIL\x10\x01\x12\x12\n\x0eLATENCY_SERVER\x10\x02\x12\x12\n\x0ePARALLEL_BUILD\x10\x03\x12\x1a\n\x16INTERACTIVE_BACKGROUND\x10\x04\x12\x12\n\x0e\x43PU_THROUGHPUT\x10\x05\x12\x14\n\x10UNKNOWN_WORKLOAD\x10\x06*d\n\x08GoalKind\x12\x19\n\x15GOAL_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rGOAL_MAKESPAN\x10\x01\x12\x13\n\x0fGOAL_THROUGHPUT\x10\x02\x12\x15\n\x11GOAL_TAIL_LATENCY\x10\x03*a\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x12\n\x0eSEVERITY_ERROR\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17schedcp/v1/common.proto\x12\nschedcp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x01\n\x04Meta\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x02 \x01(\t\x12\x16\n\x0eschema_version\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08producer\x18\x05 \x01(\t\x12\x39\n\rtrace_context\x18\x06 \x03(\x0b\x32\".schedcp.v1.Meta.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"p\n\x0cTunableValue\x12\x13\n\tint_value\x18\x01 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x42\x06\n\x04kind\"*\n\tPolicyRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"z\n\x07\x46inding\x12&\n\x08severity\x18\x01 \x01(\x0e\x32\x14.schedcp.v1.Severity\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04\x66ile\x18\x04 \x01(\t\x12\x0c\n\x04line\x18\x05 \x01(\r\x12\x0c\n\x04hint\x18\x06 \x01(\t\"\xa7\x01\n\x10MetricComparison\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61seline\x18\x02 \x01(\x01\x12\x11\n\tcandidate\x18\x03 \x01(\x01\x12\r\n\x05ratio\x18\x04 \x01(\x01\x12\x18\n\x10higher_is_better\x18\x05 \x01(\x08\x12\x0e\n\x06spread\x18\x06 \x01(\x01\x12\x0c\n\x04unit\x18\x07 \x01(\t\x12\x17\n\x0f\x62\x61seline_spread\x18\x08 \x01(\x01\"\x95\x01\n\x0cNodeSelector\x12\r\n\x05nodes\x18\x01 \x03(\t\x12\x34\n\x06labels\x18\x02 \x03(\x0b\x32$.schedcp.v1.NodeSelector.LabelsEntry\x12\x11\n\tall_nodes\x18\x03 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xb2\x01\n\rWorkloadClass\x12\x1e\n\x1aWORKLOAD_CLASS_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x42\x41TCH_LONG_TAIL\x10\x01\x12\x12\n\x0eLATENCY_SERVER\x10\x02\x12\x12\n\x0ePARALLEL_BUILD\x10\x03\x12\x1a\n\x16INTERACTIVE_BACKGROUND\x10\x04\x12\x12\n\x0e\x43PU_THROUGHPUT\x10\x05\x12\x14\n\x10UNKNOWN_WORKLOAD\x10\x06*d\n\x08GoalKind\x12\x19\n\x15GOAL_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rGOAL_MAKESPAN\x10\x01\x12\x13\n\x0fGOAL_THROUGHPUT\x10\x02\x12\x15\n\x11GOAL_TAIL_LATENCY\x10\x03*a\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x12\n\x0eSEVERITY_ERROR\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_META_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_NODESELECTOR_LABELSENTRY']._loaded_options = None
   _globals['_NODESELECTOR_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_WORKLOADCLASS']._serialized_start=907
-  _globals['_WORKLOADCLASS']._serialized_end=1085
-  _globals['_GOALKIND']._serialized_start=1087
-  _globals['_GOALKIND']._serialized_end=1187
-  _globals['_SEVERITY']._serialized_start=1189
-  _globals['_SEVERITY']._serialized_end=1286
+  _globals['_WORKLOADCLASS']._serialized_start=932
+  _globals['_WORKLOADCLASS']._serialized_end=1110
+  _globals['_GOALKIND']._serialized_start=1112
+  _globals['_GOALKIND']._serialized_end=1212
+  _globals['_SEVERITY']._serialized_start=1214
+  _globals['_SEVERITY']._serialized_end=1311
   _globals['_META']._serialized_start=73
   _globals['_META']._serialized_end=325
   _globals['_META_TRACECONTEXTENTRY']._serialized_start=274
@@ -53,9 +53,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINDING']._serialized_start=485
   _globals['_FINDING']._serialized_end=607
   _globals['_METRICCOMPARISON']._serialized_start=610
-  _globals['_METRICCOMPARISON']._serialized_end=752
-  _globals['_NODESELECTOR']._serialized_start=755
-  _globals['_NODESELECTOR']._serialized_end=904
-  _globals['_NODESELECTOR_LABELSENTRY']._serialized_start=859
-  _globals['_NODESELECTOR_LABELSENTRY']._serialized_end=904
+  _globals['_METRICCOMPARISON']._serialized_end=777
+  _globals['_NODESELECTOR']._serialized_start=780
+  _globals['_NODESELECTOR']._serialized_end=929
+  _globals['_NODESELECTOR_LABELSENTRY']._serialized_start=884
+  _globals['_NODESELECTOR_LABELSENTRY']._serialized_end=929
 # @@protoc_insertion_point(module_scope)

@@ -109,7 +109,7 @@ class Finding(_message.Message):
     def __init__(self, severity: _Optional[_Union[Severity, str]] = ..., rule: _Optional[str] = ..., message: _Optional[str] = ..., file: _Optional[str] = ..., line: _Optional[int] = ..., hint: _Optional[str] = ...) -> None: ...
 
 class MetricComparison(_message.Message):
-    __slots__ = ("metric", "baseline", "candidate", "ratio", "higher_is_better", "spread", "unit")
+    __slots__ = ("metric", "baseline", "candidate", "ratio", "higher_is_better", "spread", "unit", "baseline_spread")
     METRIC_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class MetricComparison(_message.Message):
     HIGHER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
     SPREAD_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_SPREAD_FIELD_NUMBER: _ClassVar[int]
     metric: str
     baseline: float
     candidate: float
@@ -124,7 +125,8 @@ class MetricComparison(_message.Message):
     higher_is_better: bool
     spread: float
     unit: str
-    def __init__(self, metric: _Optional[str] = ..., baseline: _Optional[float] = ..., candidate: _Optional[float] = ..., ratio: _Optional[float] = ..., higher_is_better: _Optional[bool] = ..., spread: _Optional[float] = ..., unit: _Optional[str] = ...) -> None: ...
+    baseline_spread: float
+    def __init__(self, metric: _Optional[str] = ..., baseline: _Optional[float] = ..., candidate: _Optional[float] = ..., ratio: _Optional[float] = ..., higher_is_better: _Optional[bool] = ..., spread: _Optional[float] = ..., unit: _Optional[str] = ..., baseline_spread: _Optional[float] = ...) -> None: ...
 
 class NodeSelector(_message.Message):
     __slots__ = ("nodes", "labels", "all_nodes")

@@ -17,8 +17,7 @@ async def setup(ctx: ServiceContext) -> None:
     s: Settings = ctx.settings
     # Fetching the kernel and generating vmlinux.h can take seconds: off the loop.
     verifier = await asyncio.to_thread(
-        default_verifier, s.common.data_dir, duration_s=s.suite_seconds, max_wait_s=s.max_wait_s,
-        repetitions=s.repetitions, threshold_pct=s.regression_pct, use_vm=s.use_vm)
+        default_verifier, s.common.data_dir, judge=s.judge, use_vm=s.use_vm)
     verifier.token_ttl_s = s.token_ttl_s
     verifier.set_parallel(s.parallel)
     verifier.keyring.export_public(s.keys_export)

@@ -44,10 +44,14 @@ def verdict_to_proto(rec: VerdictRecord, *, plan: plan_pb2.Plan | None = None,
         v.performance.score = p.score
         v.performance.repetitions = p.repetitions
         v.performance.regression_threshold_pct = p.regression_threshold_pct
+        v.performance.max_repetitions = p.max_repetitions
+        v.performance.p_value = p.p_value
+        v.performance.decision = p.decision
         for m in p.metrics:
             v.performance.metrics.add(metric=m.metric, baseline=m.baseline, candidate=m.candidate,
                                       ratio=m.ratio, higher_is_better=m.higher_is_better,
-                                      spread=m.spread, unit=m.unit)
+                                      spread=m.spread, unit=m.unit,
+                                      baseline_spread=m.baseline_spread)
     if include_artifact and rec.object_path:
         try:
             with open(rec.object_path, "rb") as fh:

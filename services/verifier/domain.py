@@ -114,8 +114,11 @@ class MetricComparison:
     candidate: float
     ratio: float
     higher_is_better: bool
+    #: Relative spread (max-min)/median of the candidate's runs.
     spread: float = 0.0
     unit: str = ""
+    #: The same for EEVDF's runs: with ``spread``, the noise the decision saw.
+    baseline_spread: float = 0.0
 
 
 @dataclass
@@ -123,8 +126,15 @@ class PerformanceResult:
     workload: str
     metrics: list[MetricComparison]
     score: float
+    #: Runs per side actually used (the sequential test may add some).
     repetitions: int
     regression_threshold_pct: float
+    #: The most runs per side the sequential test would have used.
+    max_repetitions: int = 0
+    #: One-sided p that the regression is past the threshold (1.0: none seen).
+    p_value: float = 1.0
+    #: "pass", "regression" or "inconclusive" (see services.verifier.dynamic).
+    decision: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -137,6 +147,9 @@ class PerformanceResult:
             score=float(d["score"]),
             repetitions=int(d["repetitions"]),
             regression_threshold_pct=float(d["regression_threshold_pct"]),
+            max_repetitions=int(d.get("max_repetitions") or 0),
+            p_value=float(d.get("p_value", 1.0)),
+            decision=str(d.get("decision") or ""),
         )
 
 

@@ -4,15 +4,30 @@ Runs the Plan's workload class (the first reference workload of that class,
 with small parameters so a candidate costs tens of seconds under TCG) in an
 interleaved ABBA order — EEVDF, candidate, candidate, EEVDF, ... — so drift in
 the VM affects both sides alike. Medians per side, an oriented ratio per metric
-(>1 better than EEVDF), a score on the workload's primary metric, and a
-regression threshold that fails the stage.
+(>1 better than EEVDF), a score on the workload's primary metric.
+
+The decision is a sequential test, because run-to-run noise of a TCG guest on
+a shared host is of the same order as the regression threshold:
+
+* a median ratio within the threshold passes at once;
+* a median ratio past it fails only on clear evidence: a one-sided exact
+  Mann-Whitney test that the candidate's runs are worse than EEVDF's runs
+  *shifted by the threshold* (H0: the regression is at most the threshold),
+  at ``alpha``. With 2 runs a side no split is clear enough (the smallest
+  possible p is 1/6), so the check adds ABBA blocks;
+* it adds repetitions up to ``max_repetitions`` per side and decides then: a
+  regression that is still not clear is reported as inconclusive (a warning),
+  not as a failure, and the finding says how noisy each side was.
 """
 
 from __future__ import annotations
 
+import enum
+import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from services.verifier.domain import Finding, MetricComparison, PerformanceResult, Severity
@@ -29,70 +44,232 @@ QUICK_PARAMS: dict[str, dict[str, int]] = {
 }
 
 
+@dataclass(frozen=True)
+class SequentialPolicy:
+    """How much evidence the performance check gathers before it decides."""
+
+    #: Runs per side in the first round (ABBA-interleaved).
+    repetitions: int = 2
+    #: Most runs per side; more are added two at a time (one ABBA block).
+    max_repetitions: int = 6
+    #: Largest regression on the primary metric that still passes, percent.
+    threshold_pct: float = 10.0
+    #: One-sided significance needed to call a regression past the threshold.
+    alpha: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.repetitions < 1:
+            raise ValueError("repetitions must be at least 1")
+        if self.max_repetitions < self.repetitions:
+            raise ValueError(f"max_repetitions ({self.max_repetitions}) is below repetitions "
+                             f"({self.repetitions})")
+        if not 0.0 <= self.threshold_pct < 100.0:
+            raise ValueError("threshold_pct must be in [0, 100)")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError("alpha must be in (0, 1)")
+
+
+class Decision(enum.Enum):
+    PASS = "pass"
+    REGRESSION = "regression"
+    #: Past the threshold on the median, but the runs do not show it clearly
+    #: even at the maximum number of repetitions: a warning, not a failure.
+    INCONCLUSIVE = "inconclusive"
+    #: Not decided yet: run another ABBA block.
+    MORE = "more"
+
+
 @dataclass
 class PerfOutcome:
     result: PerformanceResult | None
     findings: list[Finding] = field(default_factory=list)
+    decision: Decision = Decision.PASS
+
+
+def relative_spread(values: Sequence[float]) -> float:
+    """(max - min) / |median|: how far apart one side's runs were."""
+    if not values:
+        return 0.0
+    med = statistics.median(values)
+    return (max(values) - min(values)) / abs(med) if med else 0.0
+
+
+def oriented_ratio(baseline: float, candidate: float, *, higher_is_better: bool) -> float:
+    """>1 when the candidate is better than the baseline, whatever the direction."""
+    if higher_is_better:
+        return candidate / baseline if baseline else 1.0
+    return baseline / candidate if candidate else 1.0
 
 
 def compare_metrics(baseline: Mapping[str, Sequence[float]], candidate: Mapping[str, Sequence[float]],
                     *, higher_is_better: Mapping[str, bool],
                     units: Mapping[str, str] | None = None) -> list[MetricComparison]:
-    """Medians and oriented ratios (>1 is better than the baseline) per metric."""
+    """Medians, oriented ratios (>1 is better than the baseline) and spreads per metric."""
     out = []
     for name, hib in higher_is_better.items():
         b, c = list(baseline.get(name, ())), list(candidate.get(name, ()))
         if not b or not c:
             continue
         mb, mc = statistics.median(b), statistics.median(c)
-        if hib:
-            ratio = mc / mb if mb else 1.0
-        else:
-            ratio = mb / mc if mc else 1.0
-        spread = (max(c) - min(c)) / mc if mc else 0.0
-        out.append(MetricComparison(metric=name, baseline=mb, candidate=mc, ratio=ratio,
-                                    higher_is_better=hib, spread=spread,
-                                    unit=(units or {}).get(name, "")))
+        out.append(MetricComparison(metric=name, baseline=mb, candidate=mc,
+                                    ratio=oriented_ratio(mb, mc, higher_is_better=hib),
+                                    higher_is_better=hib, spread=relative_spread(c),
+                                    unit=(units or {}).get(name, ""),
+                                    baseline_spread=relative_spread(b)))
     return out
 
 
-def judge_performance(metrics: list[MetricComparison], *, primary: str, workload: str,
-                      repetitions: int, threshold_pct: float) -> PerfOutcome:
-    """Score = ratio on the primary metric; fail past ``threshold_pct`` regression."""
+@lru_cache(maxsize=256)
+def _u_counts(m: int, n: int) -> tuple[int, ...]:
+    """Number of orderings of m x's and n y's per value of U (pairs x > y)."""
+    if m == 0 or n == 0:
+        return (1,)
+    # The largest element is an x (it beats all n y's) or a y (beats nothing).
+    with_x, with_y = _u_counts(m - 1, n), _u_counts(m, n - 1)
+    out = [0] * (m * n + 1)
+    for u, c in enumerate(with_x):
+        out[u + n] += c
+    for u, c in enumerate(with_y):
+        out[u] += c
+    return tuple(out)
+
+
+def regression_p_value(baseline: Sequence[float], candidate: Sequence[float], *,
+                       higher_is_better: bool, threshold_pct: float) -> float:
+    """One-sided exact Mann-Whitney p that the candidate regresses past the threshold.
+
+    H0: the candidate is at most ``threshold_pct`` worse than the baseline. The
+    baseline's runs are moved by the threshold (a multiplicative shift, as the
+    ratio is), then U counts the (baseline, candidate) pairs where the candidate
+    is worse (ties count half). p = P(U >= observed) under H0.
+    """
+    if not baseline or not candidate:
+        return 1.0
+    keep = 1.0 - threshold_pct / 100.0
+    if higher_is_better:
+        shifted = [b * keep for b in baseline]
+        worse = [[c < s for s in shifted] for c in candidate]
+        ties = [[math.isclose(c, s) for s in shifted] for c in candidate]
+    else:
+        shifted = [b / keep if keep else math.inf for b in baseline]
+        worse = [[c > s for s in shifted] for c in candidate]
+        ties = [[math.isclose(c, s) for s in shifted] for c in candidate]
+    u = sum(1.0 if w and not t else (0.5 if t else 0.0)
+            for wr, tr in zip(worse, ties, strict=True) for w, t in zip(wr, tr, strict=True))
+    counts = _u_counts(len(candidate), len(baseline))
+    total = sum(counts)
+    at_least = sum(c for k, c in enumerate(counts) if k >= u - 1e-9)
+    return at_least / total
+
+
+def judge_performance(baseline: Mapping[str, Sequence[float]],
+                      candidate: Mapping[str, Sequence[float]], *, primary: str, workload: str,
+                      higher_is_better: Mapping[str, bool], policy: SequentialPolicy,
+                      units: Mapping[str, str] | None = None) -> PerfOutcome:
+    """One step of the sequential test on the runs so far (pure: no VM).
+
+    ``decision`` is MORE while a regression past the threshold is neither
+    clear nor ruled out and fewer than ``policy.max_repetitions`` runs per
+    side exist; the caller then runs another ABBA block and asks again.
+    """
+    metrics = compare_metrics(baseline, candidate, higher_is_better=higher_is_better, units=units)
     prim = next((m for m in metrics if m.metric == primary), None)
+    b = list(baseline.get(primary, ()))
+    c = list(candidate.get(primary, ()))
+    n = min(len(b), len(c))
+    limit = 1.0 - policy.threshold_pct / 100.0
+    p = (regression_p_value(b, c, higher_is_better=higher_is_better.get(primary, True),
+                            threshold_pct=policy.threshold_pct) if prim else 1.0)
     score = prim.ratio if prim else 0.0
-    result = PerformanceResult(workload=workload, metrics=metrics, score=score,
-                               repetitions=repetitions, regression_threshold_pct=threshold_pct)
-    findings = []
+    if prim is None:
+        decision = Decision.REGRESSION
+    elif score >= limit:
+        decision = Decision.PASS
+    elif p <= policy.alpha:
+        decision = Decision.REGRESSION
+    elif n < policy.max_repetitions:
+        decision = Decision.MORE
+    else:
+        decision = Decision.INCONCLUSIVE
+    result = PerformanceResult(workload=workload, metrics=metrics, score=score, repetitions=n,
+                               regression_threshold_pct=policy.threshold_pct,
+                               max_repetitions=policy.max_repetitions, p_value=p,
+                               decision=decision.value)
+    findings: list[Finding] = []
     if prim is None:
         findings.append(Finding(Severity.ERROR, "performance-missing",
                                 f"{workload} did not report its primary metric {primary}"))
-    elif score < 1.0 - threshold_pct / 100.0:
+        return PerfOutcome(result, findings, decision)
+    noise = (f"{n} runs per side, spread EEVDF {prim.baseline_spread:.0%} / candidate "
+             f"{prim.spread:.0%}")
+    worse_pct = (1 - score) * 100
+    if decision is Decision.REGRESSION:
         findings.append(Finding(
             Severity.ERROR, "performance-regression",
-            f"{workload}: {primary} is {(1 - score) * 100:.1f}% worse than EEVDF "
-            f"(candidate {prim.candidate:.4g} vs {prim.baseline:.4g} {prim.unit}); the limit "
-            f"is {threshold_pct:.0f}%",
+            f"{workload}: {primary} is {worse_pct:.1f}% worse than EEVDF (candidate "
+            f"{prim.candidate:.4g} vs {prim.baseline:.4g} {prim.unit}, {noise}); the limit is "
+            f"{policy.threshold_pct:.0f}% and the runs show it clearly (one-sided p={p:.3f} "
+            f"<= {policy.alpha:g})",
             hint="tune the scheduler for this workload class or keep EEVDF"))
-    elif score < 1.0:
-        findings.append(Finding(Severity.INFO, "performance",
-                                f"{workload}: {primary} within threshold ({score:.3f}x EEVDF)"))
+    elif decision is Decision.INCONCLUSIVE:
+        findings.append(Finding(
+            Severity.WARNING, "performance-inconclusive",
+            f"{workload}: {primary} median is {worse_pct:.1f}% worse than EEVDF, past the "
+            f"{policy.threshold_pct:.0f}% limit, but the runs overlap too much to call it a "
+            f"regression (p={p:.3f} > {policy.alpha:g} after {noise}); passed",
+            hint="measure it with `schedcp bench` on a quieter host before relying on it"))
+    elif decision is Decision.MORE:
+        findings.append(Finding(
+            Severity.INFO, "performance",
+            f"{workload}: {primary} median {worse_pct:.1f}% worse than EEVDF after {noise}; "
+            f"not clear yet (p={p:.3f}), adding repetitions"))
     else:
+        verb = "within the limit" if score < 1.0 else "vs"
         findings.append(Finding(Severity.INFO, "performance",
-                                f"{workload}: {primary} {score:.3f}x EEVDF"))
-    return PerfOutcome(result, findings)
+                                f"{workload}: {primary} {score:.3f}x EEVDF ({verb} "
+                                f"{policy.threshold_pct:.0f}%; {noise})"))
+    return PerfOutcome(result, findings, decision)
+
+
+def abba_order(start: int, count: int) -> list[str]:
+    """Sides for repetitions ``start .. start+count-1``: base,cand then cand,base."""
+    order: list[str] = []
+    for i in range(start, start + count):
+        order += ["base", "cand"] if i % 2 == 0 else ["cand", "base"]
+    return order
+
+
+def run_sequential(run_one: Callable[[str], Mapping[str, float]], *, primary: str, workload: str,
+                   higher_is_better: Mapping[str, bool], policy: SequentialPolicy,
+                   units: Mapping[str, str] | None = None) -> PerfOutcome:
+    """Run ABBA blocks through ``run_one(side)`` ("base" or "cand" -> metrics)
+    until :func:`judge_performance` decides; the node handling is the caller's."""
+    runs: dict[str, dict[str, list[float]]] = {"base": {}, "cand": {}}
+    done = 0
+    batch = policy.repetitions
+    while True:
+        for side in abba_order(done, batch):
+            for k, v in run_one(side).items():
+                runs[side].setdefault(k, []).append(float(v))
+        done += batch
+        out = judge_performance(runs["base"], runs["cand"], primary=primary, workload=workload,
+                                higher_is_better=higher_is_better, units=units, policy=policy)
+        if out.decision is not Decision.MORE:
+            return out
+        # One ABBA block more, never past the maximum.
+        batch = min(2, policy.max_repetitions - done)
 
 
 class WorkloadABRunner:
-    """A/B a loaded candidate against EEVDF on a node, ABBA-interleaved."""
+    """A/B a loaded candidate against EEVDF on a node, ABBA-interleaved, sequentially."""
 
-    def __init__(self, *, repetitions: int = 2, threshold_pct: float = 10.0,
+    def __init__(self, *, policy: SequentialPolicy | None = None,
                  params: Mapping[str, Mapping[str, int]] | None = None,
-                 timeout_s: float = 120.0) -> None:
-        self.repetitions = repetitions
-        self.threshold_pct = threshold_pct
+                 timeout_s: float = 120.0, watchdog_timeout_ms: int = 5000) -> None:
+        self.policy = policy or SequentialPolicy()
         self.params = dict(params or QUICK_PARAMS)
         self.timeout_s = timeout_s
+        self.watchdog_timeout_ms = watchdog_timeout_ms
 
     def compare(self, *, node: Any, ctx: Any) -> PerfOutcome:
         from schedcp.substrate.build import REPO_ROOT
@@ -108,33 +285,27 @@ class WorkloadABRunner:
         prepare(spec.name)
         argv = workload_command(spec.name, self.params.get(spec.name))
         wrapped = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', str(REPO_ROOT), *argv]
-        runs: dict[str, dict[str, list[float]]] = {"base": {}, "cand": {}}
-        loaded = True
-        order = []
-        for i in range(self.repetitions):
-            order += ["base", "cand"] if i % 2 == 0 else ["cand", "base"]
-        for side in order:
+        loaded = [True]
+
+        def run_one(side: str) -> Mapping[str, float]:
             want_loaded = side == "cand"
-            if want_loaded != loaded:
+            if want_loaded != loaded[0]:
                 if want_loaded:
                     node.load(ctx.object_path, tunables=ctx.candidate.tunables,
-                              ops_overrides={"timeout_ms": 5000})
+                              ops_overrides={"timeout_ms": self.watchdog_timeout_ms})
                 else:
                     node.unload(ctx.loaded_name)
-                loaded = want_loaded
+                loaded[0] = want_loaded
             res = node.run(wrapped, timeout_s=self.timeout_s)
-            parsed = parse_result(str(getattr(res, "stdout", "")), spec)
-            for k, v in parsed.metrics.items():
-                runs[side].setdefault(k, []).append(v)
-        if not loaded:
+            return parse_result(str(getattr(res, "stdout", "")), spec).metrics
+
+        out = run_sequential(run_one, primary=spec.primary_metric, workload=spec.name,
+                             higher_is_better={m.name: m.higher_is_better for m in spec.metrics},
+                             units={m.name: m.unit for m in spec.metrics}, policy=self.policy)
+        if not loaded[0]:
             node.load(ctx.object_path, tunables=ctx.candidate.tunables,
-                      ops_overrides={"timeout_ms": 5000})
+                      ops_overrides={"timeout_ms": self.watchdog_timeout_ms})
         state = node.state(ctx.loaded_name)
-        metrics = compare_metrics(runs["base"], runs["cand"],
-                                  higher_is_better={m.name: m.higher_is_better for m in spec.metrics},
-                                  units={m.name: m.unit for m in spec.metrics})
-        out = judge_performance(metrics, primary=spec.primary_metric, workload=spec.name,
-                                repetitions=self.repetitions, threshold_pct=self.threshold_pct)
         if getattr(state, "ejected", False) or not getattr(state, "enabled", True):
             out.findings.append(Finding(Severity.ERROR, "ejected",
                                         "the scheduler was ejected during the performance run"))

@@ -132,21 +132,29 @@ class VerdictRecord:
 
 
 class VerdictCache:
-    """Verdicts on disk keyed by (artifact digest, config digest, workload).
+    """Verdicts on disk keyed by (artifact digest, config digest, workload, judge).
 
+    The artifact digest (the compiled object) and the config digest (the
+    tunables) name the candidate, so identical candidates are verified once;
+    the workload picks the A/B check, and ``judge_digest`` names the bounds
+    and thresholds that decided (a verdict under other bounds is not reused).
     Only complete verdicts (no internal error) are stored, so a VM hiccup
     never pins a wrong answer.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, judge_digest: str = "") -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.judge_digest = judge_digest
         self._lock = threading.Lock()
 
     def _key(self, artifact: str, config: str, workload: str) -> Path:
         import hashlib
 
-        h = hashlib.sha256(f"{artifact}|{config}|{workload}".encode()).hexdigest()[:40]
+        key = f"{artifact}|{config}|{workload}"
+        if self.judge_digest:
+            key += f"|{self.judge_digest}"
+        h = hashlib.sha256(key.encode()).hexdigest()[:40]
         return self.dir / f"{h}.json"
 
     def get(self, artifact: str, config: str, workload: str) -> VerdictRecord | None:

@@ -9,36 +9,73 @@ from schedcp.settings import CommonSettings, env_bool, env_float, env_int, env_p
 
 
 @dataclass(frozen=True)
-class Settings:
-    common: CommonSettings
+class JudgeSettings:
+    """How the dynamic stage decides: also read by ``schedcp verify`` (no service)."""
+
     suite_seconds: float
     max_wait_s: float
+    wait_factor: float
+    calibrate_waits: bool
     repetitions: int
+    max_repetitions: int
     regression_pct: float
+    regression_alpha: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    common: CommonSettings
+    judge: JudgeSettings
     parallel: int
     token_ttl_s: float
     use_vm: bool
     keys_export: Path
 
 
-def load(environ: dict[str, str] | None = None) -> Settings:
-    common = load_common("verifier", environ)
-    return Settings(
-        common=common,
+def load_judge(environ: dict[str, str] | None = None) -> JudgeSettings:
+    repetitions = env_int(
+        "SCHEDCP_VERIFIER_REPETITIONS", 2, minimum=1, maximum=20, environ=environ,
+        doc="A/B runs per side in the performance check's first round (ABBA-interleaved).")
+    return JudgeSettings(
         suite_seconds=env_float(
             "SCHEDCP_VERIFIER_SUITE_SECONDS", 6.0, minimum=1.0, maximum=600.0, environ=environ,
             doc="Length of the dynamic stage's stress/starvation suite per candidate."),
         max_wait_s=env_float(
             "SCHEDCP_VERIFIER_MAX_WAIT_S", 2.0, minimum=0.05, maximum=60.0, environ=environ,
-            doc="Longest wait any suite task may see before the candidate fails for "
-                "starvation (TCG-sized; use ~0.2 on KVM/real hardware)."),
-        repetitions=env_int(
-            "SCHEDCP_VERIFIER_REPETITIONS", 2, minimum=1, maximum=20, environ=environ,
-            doc="A/B repetitions per side of the performance check (ABBA-interleaved)."),
+            doc="Longest wait of a suite task that passes whatever EEVDF does (TCG-sized; "
+                "~0.2 on KVM/real hardware). A longer wait fails only past "
+                "SCHEDCP_VERIFIER_WAIT_FACTOR x EEVDF's wait in the same VM."),
+        wait_factor=env_float(
+            "SCHEDCP_VERIFIER_WAIT_FACTOR", 3.0, minimum=1.0, maximum=100.0, environ=environ,
+            doc="A suite task fails for starvation past this many times the longest wait "
+                "EEVDF's tasks of the same kind saw on the same suite in the same VM."),
+        calibrate_waits=env_bool(
+            "SCHEDCP_VERIFIER_CALIBRATE_WAITS", True, environ=environ,
+            doc="Measure EEVDF on the stress suite (once per VM) when a task waits past "
+                "SCHEDCP_VERIFIER_MAX_WAIT_S; false: the absolute bound alone decides."),
+        repetitions=repetitions,
+        max_repetitions=env_int(
+            "SCHEDCP_VERIFIER_MAX_REPETITIONS", max(6, repetitions), minimum=repetitions,
+            maximum=40, environ=environ,
+            doc="Most A/B runs per side: a median regression past the threshold that the "
+                "runs do not show clearly gets more ABBA blocks, up to this many."),
         regression_pct=env_float(
-            "SCHEDCP_VERIFIER_REGRESSION_PCT", 10.0, minimum=0.0, maximum=100.0, environ=environ,
+            "SCHEDCP_VERIFIER_REGRESSION_PCT", 10.0, minimum=0.0, maximum=99.0, environ=environ,
             doc="Largest regression against EEVDF on the workload's primary metric that "
                 "still passes, percent."),
+        regression_alpha=env_float(
+            "SCHEDCP_VERIFIER_REGRESSION_ALPHA", 0.05, minimum=0.001, maximum=0.5,
+            environ=environ,
+            doc="One-sided significance (exact Mann-Whitney) at which a regression past the "
+                "threshold fails the performance check."),
+    )
+
+
+def load(environ: dict[str, str] | None = None) -> Settings:
+    common = load_common("verifier", environ)
+    return Settings(
+        common=common,
+        judge=load_judge(environ),
         parallel=env_int(
             "SCHEDCP_VERIFIER_PARALLEL", 1, minimum=1, maximum=16, environ=environ,
             doc="Candidates verified at once in this process (one micro-VM each)."),

@@ -16,6 +16,7 @@ from schedcp import tokens
 from schedcp.v1 import common_pb2, verdict_pb2
 from services.verifier.domain import Candidate, StageResult
 from services.verifier.pipeline import Stage, VerdictCache, VerdictRecord, VerificationPipeline
+from services.verifier.settings import JudgeSettings
 
 
 @dataclass
@@ -77,14 +78,36 @@ class ExecutionVerifier:
         return self.pipeline.cache.by_id(verdict_id) if self.pipeline.cache else None
 
 
-def default_verifier(data_dir: Path, *, duration_s: float = 6.0, max_wait_s: float = 2.0,
-                     repetitions: int = 2, threshold_pct: float = 10.0,
+#: Bump when the dynamic stage's judgement changes meaning, so verdicts cached
+#: under the old judge are not served for identical candidates.
+JUDGE_VERSION = 2
+
+
+def judge_digest(judge: JudgeSettings) -> str:
+    """Digest of everything that decides a verdict besides the candidate itself."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    doc = json.dumps({"version": JUDGE_VERSION, **asdict(judge)}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(doc.encode()).hexdigest()
+
+
+def default_verifier(data_dir: Path, *, judge: JudgeSettings | None = None,
+                     duration_s: float | None = None, max_wait_s: float | None = None,
                      use_vm: bool = True) -> ExecutionVerifier:
-    """Wire the real stages: project build chain, clang AST, micro-VMs, workloads."""
+    """Wire the real stages: project build chain, clang AST, micro-VMs, workloads.
+
+    ``judge`` defaults to the SCHEDCP_VERIFIER_* environment (see
+    services.verifier.settings); ``duration_s``/``max_wait_s`` override it.
+    """
+    from dataclasses import replace
+
     from schedcp.substrate.build import BPF_INCLUDE_DIR, BpfBuilder
     from schedcp.substrate.kernel import ensure_kernel
     from schedcp.substrate.nodes import boot_vm_node
-    from services.verifier.dynamic import WorkloadABRunner
+    from services.verifier.dynamic import SequentialPolicy, WorkloadABRunner
+    from services.verifier.settings import load_judge
     from services.verifier.stages import (
         BuildStage,
         DynamicStage,
@@ -94,19 +117,28 @@ def default_verifier(data_dir: Path, *, duration_s: float = 6.0, max_wait_s: flo
         host_node,
     )
 
+    judge = judge or load_judge()
+    if duration_s is not None:
+        judge = replace(judge, suite_seconds=duration_s)
+    if max_wait_s is not None:
+        judge = replace(judge, max_wait_s=max_wait_s)
     kernel = ensure_kernel()
     builder = BpfBuilder(btf=kernel.vmlinux)
     nodes = (lambda: boot_vm_node(kernel=kernel)) if use_vm else host_node
+    suite = SuiteConfig(duration_s=judge.suite_seconds, max_wait_s=judge.max_wait_s,
+                        wait_factor=judge.wait_factor, calibrate=judge.calibrate_waits)
+    policy = SequentialPolicy(repetitions=judge.repetitions,
+                              max_repetitions=judge.max_repetitions,
+                              threshold_pct=judge.regression_pct, alpha=judge.regression_alpha)
     stages: dict[str, Stage] = {
         "build": BuildStage(builder=builder),
         "static": StaticStage(project_include_dirs=[BPF_INCLUDE_DIR]),
         "kernel_verifier": KernelVerifierStage(nodes=nodes),
-        "dynamic": DynamicStage(suite=SuiteConfig(duration_s=duration_s, max_wait_s=max_wait_s),
-                                performance=WorkloadABRunner(repetitions=repetitions,
-                                                             threshold_pct=threshold_pct)),
+        "dynamic": DynamicStage(suite=suite, performance=WorkloadABRunner(policy=policy)),
     }
     data_dir = Path(data_dir)
-    pipeline = VerificationPipeline(stages=stages, cache=VerdictCache(data_dir / "verifier" / "cache"),
+    cache = VerdictCache(data_dir / "verifier" / "cache", judge_digest=judge_digest(judge))
+    pipeline = VerificationPipeline(stages=stages, cache=cache,
                                     workdir=data_dir / "verifier" / "work")
     keyring = tokens.KeyRing(data_dir / "keys")
     return ExecutionVerifier(pipeline=pipeline, keyring=keyring)

@@ -11,7 +11,7 @@ import pytest
 
 from schedcp import tokens
 from services.verifier.domain import Candidate, StageStatus
-from services.verifier.dynamic import WorkloadABRunner
+from services.verifier.dynamic import SequentialPolicy, WorkloadABRunner
 from services.verifier.pipeline import VerdictCache, VerificationPipeline
 from services.verifier.verifier import ExecutionVerifier
 
@@ -45,7 +45,8 @@ def verifier(kernel, shared_node, tmp_path_factory):
         "static": StaticStage(project_include_dirs=[BPF_INCLUDE_DIR]),
         "kernel_verifier": KernelVerifierStage(nodes=lambda: contextlib.nullcontext(shared_node)),
         "dynamic": DynamicStage(suite=SuiteConfig(duration_s=4.0, max_wait_s=2.0),
-                                performance=WorkloadABRunner(repetitions=1, threshold_pct=50)),
+                                performance=WorkloadABRunner(policy=SequentialPolicy(
+                                    repetitions=1, max_repetitions=3, threshold_pct=50))),
     }
     pipe = VerificationPipeline(stages=stages, cache=VerdictCache(d / "cache"), workdir=d / "w")
     return ExecutionVerifier(pipeline=pipe, keyring=tokens.KeyRing(d / "keys"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.verifier.domain import Candidate, Finding, Severity, StageStatus
-from services.verifier.dynamic import compare_metrics, judge_performance
+from services.verifier.dynamic import Decision, SequentialPolicy, compare_metrics, judge_performance
 from services.verifier.pipeline import (
     StageFailed,
     StageOutcome,
@@ -83,6 +83,18 @@ def test_cache_hit_skips_later_stages(tmp_path):
     assert p.cache.by_id(first.verdict_id).passed
 
 
+def test_cache_is_keyed_by_the_judge_too(tmp_path):
+    """Same artifact and config under other bounds is verified again, not served."""
+    p, stages = _pipe(tmp_path)
+    p.cache = VerdictCache(tmp_path / "c", judge_digest="sha256:one")
+    first = p.verify(Candidate(source="x"))
+    assert p.verify(Candidate(source="x")).cached
+    p.cache = VerdictCache(tmp_path / "c", judge_digest="sha256:two")
+    again = p.verify(Candidate(source="x"))
+    assert not again.cached and again.verdict_id != first.verdict_id
+    assert stages["dynamic"].calls == 2
+
+
 class _State:
     def __init__(self, enabled=True, ejected=False):
         self.enabled, self.ejected, self.exit = enabled, ejected, None
@@ -109,12 +121,12 @@ def test_performance_judgement():
                         higher_is_better={"lat": False, "ops": True})
     by = {x.metric: x for x in m}
     assert abs(by["lat"].ratio - 11 / 8) < 1e-9 and abs(by["ops"].ratio - 0.82) < 1e-9
-    ok = judge_performance(m, primary="lat", workload="w", repetitions=2, threshold_pct=10)
-    assert ok.result.score > 1 and all(f.severity is Severity.INFO for f in ok.findings)
-    bad = judge_performance(m, primary="ops", workload="w", repetitions=2, threshold_pct=10)
-    assert bad.findings[0].rule == "performance-regression"
-
-
+    assert abs(by["lat"].baseline_spread - 2 / 11) < 1e-9 and by["lat"].spread == 0.0
+    policy = SequentialPolicy(repetitions=2, max_repetitions=2, threshold_pct=10)
+    ok = judge_performance({"lat": [10.0, 12.0]}, {"lat": [8.0, 8.0]}, primary="lat",
+                           workload="w", higher_is_better={"lat": False}, policy=policy)
+    assert ok.decision is Decision.PASS and ok.result.score > 1
+    assert all(f.severity is Severity.INFO for f in ok.findings)
 def test_parse_suite_output_takes_last_json_report():
     from services.verifier.stages import parse_suite_output
 
