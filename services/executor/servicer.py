@@ -12,6 +12,7 @@ from schedcp import subjects, tokens
 from schedcp.errors import InvalidArgument, NotFound, SchedcpError
 from schedcp.rpc import abort_for
 from schedcp.v1 import common_pb2, deployment_pb2, services_pb2, services_pb2_grpc, verdict_pb2
+from schedcp.workload_key import profile_workload_key
 from services.executor import convert
 from services.executor.handles import LocalNodeHandle, RemoteNodeHandle
 from services.executor.node_executor import DeployRequest, NodeExecutor, Report
@@ -95,6 +96,7 @@ class ExecutorServicer(services_pb2_grpc.ExecutorServiceServicer):
             improvement=sum(ratios) / len(ratios) if ratios else 0.0,
             metric=next(iter(completed[0].metrics_after), "") if completed and completed[0].metrics_after else "",
             success=success, source="deployment", node=",".join(sorted(finals)),
+            workload_key=profile_workload_key(verdict.plan.profile),
             reason="; ".join(f"{n}: {r.phase} {r.message}"[:300] for n, r in sorted(finals.items())),
         )
         outcome.policy.CopyFrom(verdict.plan.policy)

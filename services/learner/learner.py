@@ -35,6 +35,7 @@ from schedcp.v1 import (
     services_pb2,
     verdict_pb2,
 )
+from schedcp.workload_key import is_workload_key, profile_workload_key
 
 log = logging.getLogger("schedcp.learner")
 
@@ -156,6 +157,7 @@ class Learner:
             source_id=verdict.verdict_id,
             at=verdict.at if verdict.HasField("at") else _now(),
             success=verdict.passed,
+            workload_key=profile_workload_key(plan.profile),
         )
         record.tunables.MergeFrom(plan.tunables)
         correctness = [s for s in failed if s.name in CORRECTNESS_STAGES]
@@ -189,6 +191,7 @@ class Learner:
             source_id=outcome.outcome_id,
             at=_now(),
             success=outcome.success,
+            workload_key=outcome.workload_key if is_workload_key(outcome.workload_key) else "",
         )
         record.tunables.MergeFrom(outcome.tunables)
         if not outcome.success and self.settings.record_events:

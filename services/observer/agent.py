@@ -29,6 +29,7 @@ from google.protobuf import json_format
 
 from schedcp.errors import PermissionDenied, SchedcpError, Unavailable
 from schedcp.v1 import common_pb2, profile_pb2
+from schedcp.workload_key import identity_key
 from services.observer.classifier import Classification, classify, goal_for
 from services.observer.tier1 import Target, Tier1Result, Tier1Sampler
 from services.observer.tier2 import Tier2Profiler, Tier2Result
@@ -184,6 +185,8 @@ class ObservationAgent:
         )
         profile.workload_class = workload_class  # type: ignore[assignment]  # enum values are ints
         profile.workload.CopyFrom(t1.identity)
+        # The class of a short run can vary; this key does not (same command shape).
+        profile.workload_key = identity_key(t1.identity)
         profile.features.CopyFrom(features)
         profile.goal.CopyFrom(goal_for(workload_class, features))
         profile.costs.extend(costs)

@@ -29,6 +29,7 @@ from google.protobuf.json_format import MessageToDict
 from schedcp.digests import tunables_from_proto
 from schedcp.errors import SchedcpError
 from schedcp.v1 import deployment_pb2, plan_pb2, profile_pb2, verdict_pb2
+from schedcp.workload_key import profile_workload_key
 from services.planner.planner import usage_of
 
 Progress = Callable[[str], None]
@@ -313,6 +314,7 @@ def _outcome(
         reason=deployment.message[:300],
         source="deployment",
         node=profile.node,
+        workload_key=profile_workload_key(profile),
     )
     outcome.tunables.MergeFrom(winner.plan.tunables)
     return outcome

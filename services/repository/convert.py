@@ -96,7 +96,8 @@ def tunable_spec_from_proto(msg: policy_pb2.TunableSpec) -> TunableSpec:
 def record_to_proto(record: PerformanceRecord) -> policy_pb2.PerformanceRecord:
     msg = policy_pb2.PerformanceRecord(workload_class=_e(record.workload_class), metric=record.metric,
                                        ratio=record.ratio, config_digest=record.config_digest,
-                                       source=record.source, source_id=record.source_id, success=record.success)
+                                       source=record.source, source_id=record.source_id, success=record.success,
+                                       workload_key=record.workload_key)
     tunables_to_proto(dict(record.tunables), msg.tunables)
     _ts(record.at, msg.at)
     return msg
@@ -106,7 +107,8 @@ def record_from_proto(msg: policy_pb2.PerformanceRecord) -> PerformanceRecord:
     return PerformanceRecord(workload_class=workload_class(msg.workload_class), metric=msg.metric,
                              ratio=msg.ratio, success=msg.success, config_digest=msg.config_digest,
                              tunables=tunables_from_proto(msg.tunables), source=msg.source or "deployment",
-                             source_id=msg.source_id, at=_dt(msg.at, msg.HasField("at")))
+                             source_id=msg.source_id, at=_dt(msg.at, msg.HasField("at")),
+                             workload_key=msg.workload_key)
 
 
 def policy_to_proto(policy: Policy) -> policy_pb2.Policy:
@@ -169,7 +171,7 @@ def antipattern_from_proto(msg: policy_pb2.Antipattern) -> Antipattern:
 def query_from_proto(msg: services_pb2.SearchRequest) -> SearchQuery:
     return SearchQuery(text=msg.query, workload_classes=tuple(workload_class(c) for c in msg.workload_classes),
                        statuses=tuple(status(s) for s in msg.statuses), keywords=tuple(msg.keywords),
-                       limit=msg.limit or 5)
+                       limit=msg.limit or 5, workload_key=msg.workload_key)
 
 
 def hit_to_proto(hit: SearchHit) -> services_pb2.SearchHit:

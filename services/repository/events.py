@@ -20,6 +20,7 @@ import re
 
 from schedcp.digests import sha256_digest, tunables_from_proto
 from schedcp.v1 import deployment_pb2, verdict_pb2
+from schedcp.workload_key import is_workload_key, profile_workload_key
 
 from . import convert
 from .store import (
@@ -70,6 +71,7 @@ class RepositoryEvents:
                 ratio=verdict.performance.score, success=True, config_digest=verdict.config_digest,
                 tunables=tunables_from_proto(plan.tunables), source="verdict", source_id=verdict.verdict_id,
                 at=verdict.at.ToDatetime() if verdict.HasField("at") else None,
+                workload_key=profile_workload_key(plan.profile),
             )
             self._store.record_outcome(policy.name, policy.version, record,
                                        event_id=performance_event_id(record),
@@ -154,6 +156,8 @@ class RepositoryEvents:
             tunables=tunables_from_proto(outcome.tunables),
             source=outcome.source if outcome.source in ("verdict", "deployment") else "deployment",
             source_id=outcome.outcome_id,
+            # A malformed key is dropped, not fatal: the record is still class evidence.
+            workload_key=outcome.workload_key if is_workload_key(outcome.workload_key) else "",
         )
         self._store.record_outcome(policy.name, policy.version, record,
                                    event_id=performance_event_id(record))

@@ -70,6 +70,7 @@ from .store import (
     validate_name,
     validate_query,
     validate_record,
+    won_on_workload,
 )
 
 SCHEMA_VERSION = 1
@@ -129,7 +130,8 @@ CREATE TABLE IF NOT EXISTS performance (
     tunables TEXT NOT NULL,
     source TEXT NOT NULL,
     source_id TEXT NOT NULL,
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    workload_key TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS performance_policy ON performance (policy_seq, source, source_id);
 CREATE INDEX IF NOT EXISTS performance_class ON performance (workload_class, success);
@@ -291,6 +293,12 @@ class SqliteStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            # Additive migration: stores written before records carried a
+            # workload key gain the column ('' = unknown) instead of refusing to open.
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(performance)")}
+            if "workload_key" not in columns:
+                conn.execute("ALTER TABLE performance ADD COLUMN workload_key TEXT NOT NULL DEFAULT ''")
+            conn.execute("CREATE INDEX IF NOT EXISTS performance_workload ON performance (workload_key, success)")
             want = {"schema_version": str(SCHEMA_VERSION), "embedding_model": self._embedder.model_id,
                     "embedding_dimension": str(self._embedder.dimension)}
             have = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -342,13 +350,15 @@ class SqliteStore:
 
     @staticmethod
     def _record_from_row(row: tuple) -> PerformanceRecord:
-        (workload_class, metric, ratio, success, config_digest, tunables, source, source_id, at) = row
+        (workload_class, metric, ratio, success, config_digest, tunables, source, source_id, at,
+         workload_key) = row
         return PerformanceRecord(workload_class=WorkloadClass(workload_class), metric=metric, ratio=ratio,
                                  success=bool(success), config_digest=config_digest,
                                  tunables=json.loads(tunables), source=source, source_id=source_id,
-                                 at=_dt(at))
+                                 at=_dt(at), workload_key=workload_key)
 
-    _RECORD_COLUMNS = "workload_class, metric, ratio, success, config_digest, tunables, source, source_id, at"
+    _RECORD_COLUMNS = ("workload_class, metric, ratio, success, config_digest, tunables, source, source_id, at,"
+                       " workload_key")
 
     def _history(self, conn: sqlite3.Connection, seq: int) -> tuple[PerformanceRecord, ...]:
         rows = conn.execute(f"SELECT {self._RECORD_COLUMNS} FROM performance WHERE policy_seq = ? ORDER BY id",
@@ -517,10 +527,11 @@ class SqliteStore:
                 fresh = self._claim_event(conn, event_id, "outcome")
             if fresh:
                 conn.execute(
-                    f"INSERT INTO performance (policy_seq, {self._RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO performance (policy_seq, {self._RECORD_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (seq, int(record.workload_class), record.metric, float(record.ratio), int(record.success),
                      record.config_digest, json.dumps(dict(record.tunables), sort_keys=True), record.source,
-                     record.source_id, _iso(record.at)),
+                     record.source_id, _iso(record.at), record.workload_key),
                 )
                 if vector is not None:
                     self._insert_vector(conn, seq, "workload", workload_text, vector)
@@ -664,6 +675,12 @@ class SqliteStore:
                 best[s] = float(sims[i])
                 if len(best) >= pool:
                     break
+        # A policy that already won on exactly this workload is a candidate
+        # however its text compares with the query (ranked first in _rank).
+        for s in self._workload_winners(conn, query.workload_key):
+            if s not in best and s < len(flags) and flags[s]:
+                rows = sims[seqs == s]
+                best[s] = float(rows.max()) if rows.size else 0.0
         affinity = class_affinity(qvec, self._class_vectors(), query.workload_classes)
         hits = self._rank(conn, query, best, affinity)
         out: list[SearchHit] = []
@@ -679,7 +696,7 @@ class SqliteStore:
         ``PRAGMA data_version`` changes when another connection (thread or
         process) commits; ``_write_gen`` covers this connection's own writes.
         """
-        key = (query.statuses, query.workload_classes, query.tags, query.keywords)
+        key = (query.statuses, query.workload_classes, query.tags, query.keywords, query.workload_key)
         version = (conn.execute("PRAGMA data_version").fetchone()[0], self._write_gen)
         cache = getattr(self._local, "allowed", None)
         if cache is None:
@@ -700,8 +717,11 @@ class SqliteStore:
             marks = ",".join("?" * len(query.workload_classes))
             clauses.append(f"(seq IN (SELECT policy_seq FROM policy_workloads WHERE workload_class IN ({marks}))"
                            f" OR seq IN (SELECT policy_seq FROM performance WHERE success = 1 AND ratio > 1"
-                           f" AND workload_class IN ({marks})))")
+                           f" AND workload_class IN ({marks}))"
+                           " OR seq IN (SELECT policy_seq FROM performance WHERE success = 1 AND ratio > 1"
+                           " AND workload_key = ? AND workload_key != ''))")
             params += [int(c) for c in query.workload_classes] * 2
+            params.append(query.workload_key)
         for tag in query.tags:
             clauses.append("seq IN (SELECT policy_seq FROM policy_tags WHERE tag = ?)")
             params.append(tag)
@@ -711,6 +731,14 @@ class SqliteStore:
             params.append(match)
         rows = conn.execute(f"SELECT seq FROM policies WHERE {' AND '.join(clauses)}", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    @staticmethod
+    def _workload_winners(conn: sqlite3.Connection, workload_key: str) -> builtins.list[int]:
+        if not workload_key:
+            return []
+        rows = conn.execute("SELECT DISTINCT policy_seq FROM performance WHERE workload_key = ?"
+                            " AND success = 1 AND ratio > 1", (workload_key,)).fetchall()
+        return [r[0] for r in rows]
 
     def _class_vectors(self) -> np.ndarray:
         """Embeddings of the workload-class prose, computed once per store object."""
@@ -736,11 +764,12 @@ class SqliteStore:
                                     f" WHERE policy_seq IN ({marks})", chunk):
                 records[row[0]].append(self._record_from_row(row[1:]))
         ranked: dict[str, tuple[SearchHit, int]] = {}
+        exact: dict[str, bool] = {}
         for seq, sim in best.items():
             policy = policies.get(seq)
             if policy is None:
                 continue
-            relevant = relevant_records(records[seq], query.workload_classes)
+            relevant = relevant_records(records[seq], query.workload_classes, query.workload_key)
             kw = keyword_fraction(terms, keyword_text(policy))
             score = rank_score(similarity=sim, keyword=kw, records=relevant, status=policy.status,
                                class_match=class_match_for(policy, affinity))
@@ -749,7 +778,9 @@ class SqliteStore:
             # One hit per name: the best-scoring version stands for the family.
             if policy.name not in ranked or score > ranked[policy.name][0].score:
                 ranked[policy.name] = (hit, seq)
-        return sorted(ranked.values(), key=lambda hs: (-hs[0].score, hs[0].policy.name))
+                exact[policy.name] = won_on_workload(records[seq], query.workload_key)
+        return sorted(ranked.values(),
+                      key=lambda hs: (not exact[hs[0].policy.name], -hs[0].score, hs[0].policy.name))
 
     # ------------------------------------------------------------ integrity
 

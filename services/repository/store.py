@@ -40,6 +40,7 @@ from schedcp.errors import (
     InvalidArgument,
     NotFound,
 )
+from schedcp.workload_key import is_workload_key
 
 # ---------------------------------------------------------------- errors
 
@@ -172,6 +173,8 @@ class PerformanceRecord:
     #: Id of the verdict or outcome it came from.
     source_id: str = ""
     at: datetime | None = None
+    #: The workload's key (``schedcp.workload_key``), "" when unknown.
+    workload_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,10 @@ class SearchQuery:
     keywords: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     limit: int = 5
+    #: Also admit, and rank first, policies with a successful record for this
+    #: workload key on any class: an exact repeat of a workload is stronger
+    #: evidence than a class match (the class of a short run can vary).
+    workload_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -462,6 +469,9 @@ def validate_record(record: PerformanceRecord) -> None:
         raise InvalidPolicy(f"unknown workload class {record.workload_class!r}") from None
     if record.source not in ("verdict", "deployment"):
         raise InvalidPolicy(f"performance source must be 'verdict' or 'deployment', not {record.source!r}")
+    if record.workload_key and not is_workload_key(record.workload_key):
+        raise InvalidPolicy(f"workload key {record.workload_key[:80]!r} is not 'sha256:<64 hex>'",
+                            hint="derive it with schedcp.workload_key, or leave it empty")
 
 
 def validate_antipattern(ap: Antipattern, *, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -544,10 +554,18 @@ def keyword_fraction(terms: Sequence[str], text: str) -> float:
     return hits / len(terms)
 
 
-def relevant_records(history: Iterable[PerformanceRecord],
-                     classes: Sequence[WorkloadClass]) -> list[PerformanceRecord]:
+def relevant_records(history: Iterable[PerformanceRecord], classes: Sequence[WorkloadClass],
+                     workload_key: str = "") -> list[PerformanceRecord]:
+    """Records on the queried classes (all when none), plus any for exactly this workload."""
     wanted = set(classes)
-    return [r for r in history if not wanted or r.workload_class in wanted]
+    return [r for r in history if not wanted or r.workload_class in wanted
+            or (workload_key and r.workload_key == workload_key)]
+
+
+def won_on_workload(history: Iterable[PerformanceRecord], workload_key: str) -> bool:
+    """Whether a policy beat EEVDF on exactly this workload (ranked first by ``search``)."""
+    return bool(workload_key) and any(
+        r.workload_key == workload_key and r.success and r.ratio > 1.0 for r in history)
 
 
 def historical_ratio(records: Sequence[PerformanceRecord]) -> float:
@@ -660,6 +678,9 @@ def validate_query(query: SearchQuery) -> SearchQuery:
     for kw in query.keywords:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", kw):
             raise InvalidPolicy(f"keyword {kw!r} must be 1-64 letters, digits, '-' or '_'")
+    if query.workload_key and not is_workload_key(query.workload_key):
+        raise InvalidPolicy(f"workload key {query.workload_key[:80]!r} is not 'sha256:<64 hex>'",
+                            hint="derive it with schedcp.workload_key, or leave it empty")
     return replace(query, statuses=default_statuses(query.statuses),
                    workload_classes=tuple(WorkloadClass(c) for c in query.workload_classes),
                    tags=tuple(t.strip().lower() for t in query.tags))

@@ -79,6 +79,7 @@ from .store import (
     validate_name,
     validate_query,
     validate_record,
+    won_on_workload,
 )
 
 _NS = uuid.UUID("6f1c3c52-8d5e-4b7e-9a55-3c1f0e2a9b11")
@@ -174,7 +175,7 @@ class WeaviateStore:
                              field("metric"), Property(name="ratio", data_type=DataType.NUMBER),
                              Property(name="success", data_type=DataType.BOOL), field("config_digest"),
                              blob("tunables_json"), field("source"), field("source_id"),
-                             Property(name="at", data_type=DataType.DATE)], False),
+                             Property(name="at", data_type=DataType.DATE), field("workload_key")], False),
             "StatusChange": ([field("policy_ref"), Property(name="from_status", data_type=DataType.INT),
                               Property(name="to_status", data_type=DataType.INT), blob("reason"),
                               Property(name="at", data_type=DataType.DATE)], False),
@@ -188,6 +189,13 @@ class WeaviateStore:
         for key, (props, with_vectors) in schemas.items():
             name = self._names[key]
             if self._client.collections.exists(name):
+                # Additive migration: properties added since the collection was
+                # created (e.g. Performance.workload_key) are added, never changed.
+                collection = self._client.collections.get(name)
+                have = {p.name for p in collection.config.get().properties}
+                for prop in props:
+                    if prop.name not in have:
+                        collection.config.add_property(prop)
                 continue
             # Collections without embeddings still say so explicitly, so a
             # server-wide default vectorizer module never runs on them.
@@ -260,7 +268,7 @@ class WeaviateStore:
                                  config_digest=p.get("config_digest") or "",
                                  tunables=json.loads(p.get("tunables_json") or "{}"),
                                  source=p.get("source") or "verdict", source_id=p.get("source_id") or "",
-                                 at=p.get("at"))
+                                 at=p.get("at"), workload_key=p.get("workload_key") or "")
 
     def _fetch_all(self, key: str, filters: Any = None, properties: builtins.list[str] | None = None) -> builtins.list[Any]:
         """Every object matching ``filters``, paged by id cursor."""
@@ -378,7 +386,8 @@ class WeaviateStore:
                 "ratio": float(record.ratio), "success": bool(record.success),
                 "config_digest": record.config_digest,
                 "tunables_json": json.dumps(dict(record.tunables), sort_keys=True), "source": record.source,
-                "source_id": record.source_id, "at": _utc(record.at)}, uid):
+                "source_id": record.source_id, "at": _utc(record.at),
+                "workload_key": record.workload_key}, uid):
             workload_text = workload_text.strip()[: self._limits.max_workload_text_chars]
             if workload_text and record.success and record.ratio > 1.0:
                 vector = self._embedder.embed([workload_text])[0]
@@ -496,9 +505,12 @@ class WeaviateStore:
         clauses = [_any_equal("status", [int(s) for s in query.statuses])]
         if query.workload_classes:
             classes = [int(c) for c in query.workload_classes]
+            same = _any_equal("workload_class", classes)
+            if query.workload_key:
+                # Or exactly this workload, whatever class it was recorded under.
+                same = Filter.any_of([same, Filter.by_property("workload_key").equal(query.workload_key)])
             served = self._fetch_all("Performance", Filter.all_of([
-                _any_equal("workload_class", classes),
-                Filter.by_property("success").equal(True), Filter.by_property("ratio").greater_than(1.0)]),
+                same, Filter.by_property("success").equal(True), Filter.by_property("ratio").greater_than(1.0)]),
                 ["policy_ref"])
             refs = sorted({o.properties["policy_ref"] for o in served})
             by_class = Filter.by_property("target_workloads").contains_any(classes)
@@ -560,9 +572,10 @@ class WeaviateStore:
         affinity = class_affinity(np.asarray(qvec, dtype=np.float32) if query.text.strip() else None,
                                   self._class_vecs, query.workload_classes)
         ranked: dict[str, SearchHit] = {}
+        exact: dict[str, bool] = {}
         for ref, sim in best.items():
             policy = self._to_policy(props[ref])
-            relevant = relevant_records(history.get(ref, []), query.workload_classes)
+            relevant = relevant_records(history.get(ref, []), query.workload_classes, query.workload_key)
             kw = keyword_fraction(terms, keyword_text(policy))
             score = rank_score(similarity=sim, keyword=kw, records=relevant, status=policy.status,
                                class_match=class_match_for(policy, affinity))
@@ -570,7 +583,10 @@ class WeaviateStore:
                             score=score, keyword_fraction=kw)
             if policy.name not in ranked or score > ranked[policy.name].score:
                 ranked[policy.name] = hit
-        top = sorted(ranked.values(), key=lambda h: (-h.score, h.policy.name))[: query.limit]
+                exact[policy.name] = won_on_workload(history.get(ref, []), query.workload_key)
+        # A policy that already won on exactly this workload comes first (as in SqliteStore).
+        top = sorted(ranked.values(),
+                     key=lambda h: (not exact[h.policy.name], -h.score, h.policy.name))[: query.limit]
         return [replace(h, policy=self.get(h.policy.name, h.policy.version)) for h in top]
 
     # ---------------------------------------------------------- integrity

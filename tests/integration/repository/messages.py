@@ -15,6 +15,7 @@ def verdict(verdict_id: str, *, policy: str, version: str = "", passed: bool = T
         source=source, patch=patch, rationale="tighter latency budget for short request handlers" if source else "",
         profile=profile_pb2.WorkloadProfile(
             profile_id=f"prof-{verdict_id}", workload_class=workload_class, description=description,
+            workload=profile_pb2.WorkloadIdentity(cmdline=["/usr/sbin/nginx", "-g", "daemon off;"]),
             goal=profile_pb2.OptimizationGoal(kind=common_pb2.GOAL_TAIL_LATENCY, metric="p99_latency_us")),
     )
     plan.tunables["budget_us"].int_value = 1500

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from schedcp.workload_key import workload_key
 from services.repository.seed import policy_from_metadata
 from services.repository.store import (
     Antipattern,
@@ -231,6 +234,26 @@ def test_history_on_the_queried_class_lifts_a_policy(store) -> None:  # type: ig
     assert [h.policy.name for h in hits[:2]] == [second, first]
     assert hits[0].historical_ratio == pytest.approx(1.8) and hits[1].historical_ratio == 0.0
     assert hits[0].score > hits[1].score
+
+
+def test_a_win_on_exactly_this_workload_is_found_and_ranked_first_under_any_class(store) -> None:  # type: ignore[no-untyped-def]
+    seed_fixture_library(store)
+    key = workload_key(["python", "-m", "schedcp.workloads", "run", "batch-long-tail"])
+    other = workload_key(["make", "-j8"])
+    # fifo won on this workload when a short run was classified CPU_THROUGHPUT.
+    store.record_outcome("fifo", "1", PerformanceRecord(
+        workload_class=W.CPU_THROUGHPUT, metric="makespan_s", ratio=1.3, source="verdict", source_id="k1",
+        workload_key=key), event_id="perf:verdict:k1")
+    assert store.get("fifo").history[0].workload_key == key  # stored and read back
+    query = SearchQuery(text="batch jobs with a few long stragglers", workload_classes=(W.BATCH_LONG_TAIL,),
+                        limit=3)
+    assert "fifo" not in [h.policy.name for h in store.search(query)]  # class filter alone excludes it
+    hits = store.search(replace(query, workload_key=key))
+    assert hits[0].policy.name == "fifo" and hits[0].historical_ratio == pytest.approx(1.3)
+    assert "ljf_batch" in [h.policy.name for h in hits]  # the class match is still there
+    assert "fifo" not in [h.policy.name for h in store.search(replace(query, workload_key=other))]
+    with pytest.raises(InvalidPolicy, match="workload key"):
+        store.search(replace(query, workload_key="make -j8"))
 
 
 def test_workload_texts_a_policy_served_well_make_it_findable(store) -> None:  # type: ignore[no-untyped-def]

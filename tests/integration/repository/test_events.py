@@ -6,6 +6,7 @@ import pytest
 
 from schedcp.digests import sha256_digest
 from schedcp.v1 import plan_pb2
+from schedcp.workload_key import workload_key
 from services.repository.events import RepositoryEvents
 from services.repository.store import (
     Policy,
@@ -40,6 +41,7 @@ def test_passed_verdict_records_performance_and_verifies_a_candidate_once(store,
     assert [(r.ratio, r.source, r.source_id, r.workload_class) for r in got.history] == \
         [(1.7, "verdict", "v1", WorkloadClass.LATENCY_SERVER)]
     assert got.history[0].tunables == {"budget_us": 1500} and got.history[0].metric == "p99_latency_us"
+    assert got.history[0].workload_key == workload_key(["nginx", "-g", "daemon off;"])
     assert [c.to_status for c in store.status_history("cand", "1")] == [S.CANDIDATE, S.VERIFIED]
 
 

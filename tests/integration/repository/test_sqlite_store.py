@@ -6,11 +6,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from schedcp.workload_key import workload_key
 from services.repository.sqlite_store import SqliteStore
 from services.repository.store import (
     Antipattern,
@@ -187,3 +189,21 @@ def test_failed_put_leaves_no_partial_rows(tmp_path: Path, embedder) -> None:  #
     assert counts == [1, 1, 1, 1, 1]
     assert store.check_integrity() == []
     store.close()
+
+
+def test_a_store_from_before_workload_keys_is_migrated_in_place(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "p.db"
+    with SqliteStore(path, embedder=embedder) as store:
+        store.put(policy("alpha"))
+        store.record_outcome("alpha", "1", perf(1.2, "o1"))
+    conn = sqlite3.connect(path)  # the performance table as older builds wrote it
+    conn.execute("DROP INDEX performance_workload")
+    conn.execute("ALTER TABLE performance DROP COLUMN workload_key")
+    conn.commit()
+    conn.close()
+    key = workload_key(["make", "-j8"])
+    with SqliteStore(path, embedder=embedder) as reopened:
+        assert [r.workload_key for r in reopened.get("alpha").history] == [""]
+        reopened.record_outcome("alpha", "1", replace(perf(1.3, "o2"), workload_key=key))
+        assert [r.workload_key for r in reopened.get("alpha").history] == ["", key]
+        assert reopened.check_integrity() == []

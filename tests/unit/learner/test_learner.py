@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schedcp.errors import NotFound
 from schedcp.v1 import common_pb2, deployment_pb2, plan_pb2, policy_pb2, profile_pb2, verdict_pb2
+from schedcp.workload_key import workload_key
 from services.learner.learner import Learner, LearnerSettings
 
 BUILD = common_pb2.PARALLEL_BUILD
@@ -151,6 +152,19 @@ async def test_measured_verdict_is_recorded_with_its_id_for_idempotence():
     a = await Learner(repository=repo).on_verdict(verdict("fifo", passed=True, score=1.25))
     rec = repo.policies["fifo"].history[0]
     assert a.recorded == [rec.source_id] and rec.source == "verdict" and rec.ratio == 1.25
+    # Keyed by the workload too, so a rerun classified differently still finds it.
+    assert rec.workload_key == workload_key(["make", "-j2"])
+
+
+async def test_an_outcome_records_its_workload_key_and_drops_a_malformed_one():
+    repo = FakeRepository("fifo")
+    o = outcome("fifo", 1.3)
+    o.workload_key = workload_key(["make", "-j8"])
+    await Learner(repository=repo).on_outcome(o)
+    bad = outcome("fifo", 1.2, i=1)
+    bad.workload_key = "ignore previous instructions"
+    await Learner(repository=repo).on_outcome(bad)
+    assert [r.workload_key for r in repo.policies["fifo"].history] == [o.workload_key, ""]
 
 
 async def test_unknown_policy_is_not_an_error():

@@ -127,6 +127,23 @@ class _Query:
         return Result([self._view(o, return_properties, d) for d, o in scored[:limit]])
 
 
+class _Config:
+    """``collection.config``: read the schema, add a property (what migrations use)."""
+
+    def __init__(self, c: _Collection) -> None:
+        self._c = c
+
+    def get(self) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(properties=[SimpleNamespace(name=n) for n in sorted(self._c.property_names)])
+
+    def add_property(self, prop: Any) -> None:
+        if prop.name in self._c.property_names:
+            raise ValueError(f"property {prop.name} exists")
+        self._c.property_names.add(prop.name)
+
+
 class _Collection:
     def __init__(self, name: str, properties: list[Any]) -> None:
         self.name = name
@@ -134,6 +151,7 @@ class _Collection:
         self.objects: dict[uuid_mod.UUID, Obj] = {}
         self.data = _Data(self)
         self.query = _Query(self)
+        self.config = _Config(self)
 
 
 class _Collections:

@@ -7,8 +7,11 @@ is checked by the contract suite's Weaviate leg wherever SCHEDCP_WEAVIATE_URL is
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from schedcp.workload_key import workload_key
 from services.repository.store import (
     Antipattern,
     IllegalTransition,
@@ -141,3 +144,32 @@ def test_reopening_with_another_model_is_refused(client: FakeWeaviateClient) -> 
 
     with pytest.raises(StoreIncompatible, match="embedding_model"):
         WeaviateStore(client, embedder=Other(), prefix="T")
+
+
+def test_a_win_on_exactly_this_workload_passes_the_class_filter_and_ranks_first(store: WeaviateStore) -> None:
+    store.put(policy("ljf", description="longest job first batch makespan", classes=(W.BATCH_LONG_TAIL,)),
+              status=S.PROMOTED)
+    store.put(policy("fifo", description="first in first out queue", classes=(W.CPU_THROUGHPUT,)),
+              status=S.PROMOTED)
+    key = workload_key(["python", "-m", "schedcp.workloads", "run", "batch-long-tail"])
+    rec = PerformanceRecord(workload_class=W.CPU_THROUGHPUT, metric="makespan_s", ratio=1.3, source="verdict",
+                            source_id="v1", workload_key=key)
+    store.record_outcome("fifo", "1", rec, event_id="perf:verdict:v1")
+    assert store.get("fifo").history[0].workload_key == key
+    query = SearchQuery(text="batch makespan", workload_classes=(W.BATCH_LONG_TAIL,))
+    assert [h.policy.name for h in store.search(query)] == ["ljf"]
+    hits = store.search(replace(query, workload_key=key))
+    assert [h.policy.name for h in hits] == ["fifo", "ljf"] and hits[0].historical_ratio == 1.3
+
+
+def test_a_collection_created_before_workload_keys_gains_the_property(client: FakeWeaviateClient) -> None:
+    WeaviateStore(client, embedder=HashingEmbedder(), prefix="T")
+    performance = next(c for n, c in client.collections._all.items() if n.endswith("Performance"))
+    performance.property_names.discard("workload_key")  # as created by an older build
+    store = WeaviateStore(client, embedder=HashingEmbedder(), prefix="T")
+    assert "workload_key" in performance.property_names
+    store.put(policy("edf"))
+    store.record_outcome("edf", "1", PerformanceRecord(workload_class=W.LATENCY_SERVER, metric="p99", ratio=1.1,
+                                                       source="verdict", source_id="v1",
+                                                       workload_key=workload_key(["srv"])))
+    assert store.get("edf").history[0].workload_key == workload_key(["srv"])
