@@ -165,12 +165,17 @@ class LocalRepository:
     def close(self) -> None:
         self.store.close()
 
-    async def search(self, query: str, *, workload_classes: Any, limit: int) -> list[Any]:
+    async def search(
+        self, query: str, *, workload_classes: Any, limit: int, workload_key: str = ""
+    ) -> list[Any]:
         from schedcp.v1 import services_pb2
         from services.repository import convert
 
         request = services_pb2.SearchRequest(
-            query=query, workload_classes=list(workload_classes), limit=limit
+            query=query,
+            workload_classes=list(workload_classes),
+            limit=limit,
+            workload_key=workload_key,
         )
         hits = await asyncio.to_thread(self.store.search, convert.query_from_proto(request))
         out = []

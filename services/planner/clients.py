@@ -47,7 +47,7 @@ class RepositoryClient:
             raise _error(exc, f"repository {what}") from exc
 
     async def search(
-        self, query: str, *, workload_classes: Sequence[int], limit: int
+        self, query: str, *, workload_classes: Sequence[int], limit: int, workload_key: str = ""
     ) -> list[services_pb2.SearchHit]:
         resp = await self._call(
             "Search",
@@ -55,6 +55,7 @@ class RepositoryClient:
                 query=query,
                 workload_classes=list(workload_classes),
                 limit=limit,  # type: ignore[arg-type]
+                workload_key=workload_key,
             ),
             "search",
         )

@@ -10,9 +10,10 @@ are fixed (pick one of the precomputed candidates, write patched source, fill
 composition slots), and its answers are validated against schemas and tunable
 ranges before use.
 
-Reuse first: when a policy's history shows it won on this workload class, the
-planner re-issues the winning configuration without calling the LLM at all
-(0 tokens). With no LLM the planner still answers every profile: deterministic
+Reuse first: when a policy's history shows it won on exactly this workload
+(the same ``workload_key``: the command's normalised shape, whatever class the
+observer gave that run) or, failing that, on this workload class, the planner
+re-issues the winning configuration without calling the LLM at all (0 tokens). With no LLM the planner still answers every profile: deterministic
 ranking plus a tunable search, and a built-in fallback policy when the
 repository has nothing.
 
@@ -42,6 +43,7 @@ from schedcp.v1 import (
     services_pb2,
     verdict_pb2,
 )
+from schedcp.workload_key import profile_workload_key
 from services.planner import compose, prompts
 from services.planner.tunables import ranges, sanitize_tunables, search_tunables
 
@@ -59,8 +61,10 @@ class RepositoryPort(Protocol):
     """What the planner needs from the policy repository."""
 
     async def search(
-        self, query: str, *, workload_classes: Sequence[int], limit: int
-    ) -> list[services_pb2.SearchHit]: ...
+        self, query: str, *, workload_classes: Sequence[int], limit: int, workload_key: str = ""
+    ) -> list[services_pb2.SearchHit]:
+        """Hits for the classes, plus policies that won on ``workload_key`` (any class)."""
+        ...
 
     async def get(self, name: str, version: str = "") -> policy_pb2.Policy: ...
 
@@ -104,7 +108,8 @@ class PlannerSettings:
     max_candidates: int = 3
     max_iterations: int = 3
     search_limit: int = 8
-    #: Reuse a recorded configuration when it won with at least this ratio on the class.
+    #: Reuse a recorded configuration when it won with at least this ratio on
+    #: this workload (same workload key) or, failing that, on its class.
     reuse_min_ratio: float = 1.05
     reuse_min_wins: int = 1
     #: Prior improvement of a policy that targets the class but has no history.
@@ -145,6 +150,10 @@ class Option:
     confidence: float
     reuse: list[tuple[float, dict[str, TunableScalar]]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    #: What ``reuse`` matched: "workload" (same workload key, any class) or "class".
+    reuse_scope: str = ""
+    #: For "workload" reuse: the classes the wins were recorded under (for the rationale).
+    reuse_classes: tuple[int, ...] = ()
 
 
 @dataclass
@@ -176,17 +185,34 @@ def sanitize_profile(profile: profile_pb2.WorkloadProfile) -> profile_pb2.Worklo
     if clean.workload_class not in common_pb2.WorkloadClass.values():
         clean.workload_class = common_pb2.UNKNOWN_WORKLOAD
     clean.class_confidence = _finite(clean.class_confidence, 0.0, 1.0)
+    # Re-derived from the identity, never taken on trust: the key decides reuse.
+    clean.workload_key = profile_workload_key(clean)
+    if not clean.profile_id:
+        clean.profile_id = uuid.uuid4().hex  # nothing to be idempotent about
     return clean
 
 
-def _wins(policy: policy_pb2.Policy, cls: int) -> list[tuple[float, dict[str, TunableScalar]]]:
+def _matches(rec: policy_pb2.PerformanceRecord, cls: int, key: str) -> bool:
+    """A record about this workload: same key when both have one, else same class."""
+    return (bool(key) and rec.workload_key == key) or rec.workload_class == cls
+
+
+def _wins(
+    policy: policy_pb2.Policy, cls: int, key: str = ""
+) -> list[tuple[float, dict[str, TunableScalar], policy_pb2.PerformanceRecord]]:
+    """Successful records of ``policy`` on class ``cls``, or on workload ``key`` when given.
+
+    With a key, only records for that exact workload count (any class): the
+    caller asks for class wins separately, so the two kinds of evidence never mix.
+    """
     from schedcp.digests import tunables_from_proto
 
     out = []
     for rec in policy.history:
-        if rec.workload_class == cls and rec.success and math.isfinite(rec.ratio):
+        same = rec.workload_key == key if key else rec.workload_class == cls
+        if same and rec.success and math.isfinite(rec.ratio):
             try:
-                out.append((rec.ratio, tunables_from_proto(rec.tunables)))
+                out.append((rec.ratio, tunables_from_proto(rec.tunables), rec))
             except SchedcpError:
                 continue
     return sorted(out, key=lambda item: -item[0])
@@ -202,10 +228,13 @@ def decide(
 ) -> Decision:
     """Choose the decision path by expected benefit against cost. Pure; no I/O, no text input.
 
-    Inputs that matter: the workload class, each hit's status, target classes
-    and recorded ratios, the antipattern counts, and whether an LLM is there.
+    Inputs that matter: the workload class and key, each hit's status, target
+    classes and recorded ratios, the antipattern counts, and whether an LLM is
+    there. Reuse prefers a win on exactly this workload (same key, whatever
+    class that run was given) over a win on the class.
     """
     cls = profile.workload_class
+    key = profile.workload_key
     blocked: dict[str, int] = {}
     for ap in antipatterns:
         if ap.workload_class in (cls, common_pb2.WORKLOAD_CLASS_UNSPECIFIED):
@@ -219,13 +248,16 @@ def decide(
         if blocked.get(policy.name, 0) >= settings.antipattern_block:
             reasons.append(f"skip {policy.name}: {blocked[policy.name]} antipatterns on this class")
             continue
-        wins = [w for w in _wins(policy, cls) if w[0] >= settings.reuse_min_ratio]
-        # Evidence on *this* class only: the policy's own records when the hit
-        # carries them, else the repository's class-scoped mean.
+        exact = (
+            [w for w in _wins(policy, cls, key) if w[0] >= settings.reuse_min_ratio] if key else []
+        )
+        wins = exact or [w for w in _wins(policy, cls) if w[0] >= settings.reuse_min_ratio]
+        # Evidence on *this* workload or class only: the policy's own records
+        # when the hit carries them, else the repository's class-scoped mean.
         own = [
             r.ratio
             for r in policy.history
-            if r.workload_class == cls and r.success and math.isfinite(r.ratio)
+            if _matches(r, cls, key) and r.success and math.isfinite(r.ratio)
         ]
         if own:
             expected, confidence = sum(own) / len(own), 0.7
@@ -240,11 +272,22 @@ def decide(
             expected, confidence = 1.0, 0.2
             why = "no evidence for this class"
         if wins:
-            expected, confidence = max(expected, wins[0][0]), 0.8
-            why = f"won {len(wins)}x, best ratio {wins[0][0]:.2f}"
+            expected, confidence = max(expected, wins[0][0]), 0.9 if exact else 0.8
+            where = "this workload" if exact else "this class"
+            why = f"won {len(wins)}x on {where}, best ratio {wins[0][0]:.2f}"
         if policy.status == policy_pb2.POLICY_PROMOTED:
             confidence = min(1.0, confidence + 0.1)
-        options.append(Option(policy, expected, confidence, wins, [why]))
+        options.append(
+            Option(
+                policy,
+                expected,
+                confidence,
+                [(w[0], w[1]) for w in wins],
+                [why],
+                reuse_scope=("workload" if exact else "class") if wins else "",
+                reuse_classes=tuple(sorted({w[2].workload_class for w in exact})),
+            )
+        )
     # Stable order: expected ratio, then confidence, then name (ties never depend on input order).
     options.sort(key=lambda o: (-o.expected_ratio, -o.confidence, o.policy.name))
 
@@ -255,11 +298,23 @@ def decide(
         reasons.append("drift: not reusing the recorded configuration")
         reusable = []
     if reusable:
-        best = max(reusable, key=lambda o: (o.reuse[0][0], o.policy.name))
-        ordered = [best] + [o for o in options if o is not best]
-        reasons.append(
-            f"reuse: {best.policy.name} won on this class with ratio {best.reuse[0][0]:.2f}"
+        # An exact repeat of this workload beats a class match: the class of a
+        # short observation can vary between runs, the command's shape cannot.
+        best = max(
+            reusable, key=lambda o: (o.reuse_scope == "workload", o.reuse[0][0], o.policy.name)
         )
+        ordered = [best] + [o for o in options if o is not best]
+        if best.reuse_scope == "workload":
+            recorded = ", ".join(common_pb2.WorkloadClass.Name(c) for c in best.reuse_classes)
+            differs = "" if best.reuse_classes == (cls,) else f", recorded as {recorded}"
+            reasons.append(
+                f"reuse: {best.policy.name} won on this workload (same workload key{differs})"
+                f" with ratio {best.reuse[0][0]:.2f}"
+            )
+        else:
+            reasons.append(
+                f"reuse: {best.policy.name} won on this class with ratio {best.reuse[0][0]:.2f}"
+            )
         return Decision(CONFIGURE, ordered, True, {"reuse": best.reuse[0][0] - 1}, reasons)
 
     best_ratio = options[0].expected_ratio if options else 1.0
@@ -616,10 +671,14 @@ class Planner:
             await self._give_up(verdict, "no untried configuration left")
             return []
         refined = self._to_plan(
-            profile, candidate, 0, 1, [f"refinement {iteration} after a failed verdict"]
+            profile,
+            candidate,
+            0,
+            1,
+            [f"refinement {iteration} after a failed verdict"],
+            iteration=iteration,
+            parent_plan_id=plan.plan_id,
         )
-        refined.iteration = iteration
-        refined.parent_plan_id = plan.plan_id
         return [refined]
 
     async def _next_configuration(
@@ -707,14 +766,20 @@ class Planner:
         classes = [profile.workload_class] if profile.workload_class else []
         try:
             hits = await self.repository.search(
-                query, workload_classes=classes, limit=self.settings.search_limit
+                query,
+                workload_classes=classes,
+                limit=self.settings.search_limit,
+                workload_key=profile.workload_key,
             )
             if len(hits) < 2 and classes:
                 # Too few policies tagged for this class: widen the search so the
                 # verifier still gets to compare more than one policy.
                 names = {h.policy.name for h in hits}
                 wider = await self.repository.search(
-                    query, workload_classes=[], limit=self.settings.search_limit
+                    query,
+                    workload_classes=[],
+                    limit=self.settings.search_limit,
+                    workload_key=profile.workload_key,
                 )
                 extra = [h for h in wider if h.policy.name not in names]
                 for h in extra:
@@ -740,9 +805,16 @@ class Planner:
         index: int,
         count: int,
         decision_reasons: Sequence[str],
+        *,
+        iteration: int = 0,
+        parent_plan_id: str = "",
     ) -> plan_pb2.Plan:
         plan = plan_pb2.Plan(
-            plan_id=uuid.uuid4().hex,
+            plan_id=plan_id_for(
+                profile.profile_id, index=index, iteration=iteration, parent_plan_id=parent_plan_id
+            ),
+            iteration=iteration,
+            parent_plan_id=parent_plan_id,
             profile=profile,
             path=c.path,  # type: ignore[arg-type]  # enum ints
             policy=common_pb2.PolicyRef(name=c.policy, version=c.version),
@@ -763,6 +835,24 @@ class Planner:
         if profile.node:
             plan.target.nodes.append(profile.node)
         return plan
+
+
+#: Namespace of plan ids (uuid5): fixed forever, or redelivered work gets new ids.
+PLAN_ID_NAMESPACE = uuid.UUID("6f1c1d3e-6a52-5b8e-9a43-5c6865646370")
+
+
+def plan_id_for(
+    profile_id: str, *, index: int, iteration: int = 0, parent_plan_id: str = ""
+) -> str:
+    """The id of a plan, derived from what it answers, so redelivery is idempotent.
+
+    A profile redelivered after a crash (or planned again by a retry) yields
+    the same ids for the same candidate slots, so the bus (Nats-Msg-Id
+    "plan-<id>") and every consumer dedupe the second copy instead of
+    verifying it twice. A refinement is keyed by its parent plan and round.
+    """
+    name = f"{profile_id}|{parent_plan_id}|{iteration}|{index}"
+    return uuid.uuid5(PLAN_ID_NAMESPACE, name).hex
 
 
 def default_metric(profile: profile_pb2.WorkloadProfile) -> str:

@@ -60,8 +60,20 @@ def fifo() -> policy_pb2.Policy:
     )
 
 
-def win(policy: policy_pb2.Policy, cls: int, ratio: float, tunables: dict[str, Any]) -> None:
-    rec = policy.history.add(workload_class=cls, ratio=ratio, success=True, metric="makespan_s")
+def win(
+    policy: policy_pb2.Policy,
+    cls: int,
+    ratio: float,
+    tunables: dict[str, Any],
+    workload_key: str = "",
+) -> None:
+    rec = policy.history.add(
+        workload_class=cls,
+        ratio=ratio,
+        success=True,
+        metric="makespan_s",
+        workload_key=workload_key,
+    )
     tunables_to_proto(tunables, rec.tunables)
 
 
@@ -71,11 +83,20 @@ class FakeRepository:
         self.antipatterns: list[policy_pb2.Antipattern] = []
         self.queries: list[str] = []
 
-    async def search(self, query: str, *, workload_classes, limit):
+    async def search(self, query: str, *, workload_classes, limit, workload_key=""):
         self.queries.append(query)
         hits = []
         for p in self.policies.values():
-            if workload_classes and not set(workload_classes) & set(p.metadata.target_workloads):
+            # As the real store: the class filter also admits policies that won
+            # on exactly this workload, under any class.
+            won_here = workload_key and any(
+                r.workload_key == workload_key and r.success for r in p.history
+            )
+            if (
+                workload_classes
+                and not set(workload_classes) & set(p.metadata.target_workloads)
+                and not won_here
+            ):
                 continue
             ratios = [r.ratio for r in p.history if r.workload_class in workload_classes]
             hits.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from schedcp.digests import tunables_from_proto
 from schedcp.errors import NotFound
 from schedcp.v1 import common_pb2, plan_pb2, policy_pb2, services_pb2, verdict_pb2
+from schedcp.workload_key import workload_key
 from services.learner.learner import Learner
 from services.planner.loop import Deployment, LoopSettings, OptimizationLoop
 from services.planner.planner import Planner, PlannerSettings
@@ -19,7 +20,7 @@ class SharedRepository:
         self.policies = {p.name: p for p in policies}
         self.antipatterns = []
 
-    async def search(self, query, *, workload_classes, limit):
+    async def search(self, query, *, workload_classes, limit, workload_key=""):
         return [services_pb2.SearchHit(policy=p) for p in self.policies.values()][:limit]
 
     async def get(self, name, version=""):
@@ -49,8 +50,15 @@ class SharedRepository:
 
 
 class Observer:
+    """Observes `make -j8`; ``cls`` is what the classifier made of this (short) run."""
+
+    def __init__(self, cls=common_pb2.PARALLEL_BUILD, profile_id="prof-1"):
+        self.cls, self.profile_id = cls, profile_id
+
     async def observe(self):
-        return profile(common_pb2.PARALLEL_BUILD)
+        p = profile(self.cls)
+        p.profile_id = self.profile_id
+        return p
 
 
 class Verifier:
@@ -85,9 +93,9 @@ class Executor:
         return Deployment(phase="PHASE_COMPLETE", message="ok", rollout_id="r1")
 
 
-def loop(repo, verifier, executor, llm=None, **planner_settings):
+def loop(repo, verifier, executor, llm=None, observer=None, **planner_settings):
     return OptimizationLoop(
-        observer=Observer(),
+        observer=observer or Observer(),
         planner=Planner(
             repository=repo,
             llm=llm,
@@ -126,6 +134,29 @@ async def test_best_measured_candidate_is_deployed_and_the_second_run_reuses_it_
     second = await loop(repo, Verifier(), executor, llm).run()
     assert second.llm_tokens == 0
     assert "reuse" in second.plans[0].rationale
+    assert second.plans[0].tunables == first.winner.plan.tunables
+
+
+async def test_a_rerun_classified_differently_still_reuses_the_win_for_free():
+    # fifo targets BATCH_LONG_TAIL and PARALLEL_BUILD, wvtime LATENCY_SERVER:
+    # the second run's class alone would point elsewhere.
+    repo = SharedRepository([fifo(), wvtime()])
+    llm = ScriptedLlm({"rank": {"choice": "c0", "rationale": "first"}})
+    first = await loop(repo, Verifier(), Executor(), llm).run()
+    assert first.llm_tokens > 0
+    recorded = repo.policies[first.winner.plan.policy.name].history
+    # Every record (verdicts and the deployment outcome) carries the workload's key.
+    assert {r.workload_key for r in recorded} == {workload_key(["make", "-j8"])}
+    assert {r.source for r in recorded} == {"verdict", "deployment"}
+
+    rerun = Observer(common_pb2.LATENCY_SERVER, profile_id="prof-2")
+    second = await loop(repo, Verifier(), Executor(), llm, observer=rerun).run()
+    assert second.profile.workload_class == common_pb2.LATENCY_SERVER
+    assert second.llm_tokens == 0
+    assert "won on this workload (same workload key, recorded as PARALLEL_BUILD)" in (
+        second.plans[0].rationale
+    )
+    assert second.plans[0].policy == first.winner.plan.policy
     assert second.plans[0].tunables == first.winner.plan.tunables
 
 

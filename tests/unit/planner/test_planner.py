@@ -6,7 +6,8 @@ import pytest
 
 from schedcp.digests import tunables_from_proto
 from schedcp.v1 import common_pb2, plan_pb2, policy_pb2, verdict_pb2
-from services.planner.planner import Planner, PlannerSettings, decide, usage_of
+from schedcp.workload_key import workload_key
+from services.planner.planner import Planner, PlannerSettings, decide, plan_id_for, usage_of
 
 from .fakes import FakeRepository, ScriptedLlm, fifo, profile, win, wvtime
 
@@ -329,3 +330,109 @@ def test_drift_disables_the_reuse_shortcut():
     p.trigger = "drift"
     d = decide(p, [_hit(f)], [], llm_available=False, settings=PlannerSettings())
     assert not d.reuse and d.options[0].policy.name == "fifo"
+
+
+# ------------------------------------------------------- exact-workload reuse
+
+MAKE_KEY = workload_key(["make", "-j4"])  # the fakes' profile runs `make -j8`: the same workload
+
+
+async def test_a_win_on_this_workload_is_reused_for_free_although_its_class_differs():
+    w = wvtime()  # targets LATENCY_SERVER only: a class search for PARALLEL_BUILD would not find it
+    win(w, common_pb2.CPU_THROUGHPUT, 1.3, {"slice_us": 7000, "max_lag_slices": 2}, MAKE_KEY)
+    llm = ScriptedLlm({"rank": {"choice": "c1", "rationale": "x"}, "patch": {}, "compose": {}})
+    repo = FakeRepository([w, fifo()])
+    plans = await Planner(repository=repo, llm=llm, history=None).plan(profile(BUILD))
+    assert plans[0].policy.name == "wvtime" and plans[0].path == plan_pb2.CONFIGURE_EXISTING
+    assert tunables_from_proto(plans[0].tunables) == {"slice_us": 7000, "max_lag_slices": 2}
+    assert (
+        "won on this workload (same workload key, recorded as CPU_THROUGHPUT)" in plans[0].rationale
+    )
+    assert llm.prompts == [] and usage_of(plans).total_tokens == 0
+    assert plans[0].profile.workload_key == MAKE_KEY
+
+
+def test_an_exact_workload_win_beats_a_better_class_win_and_says_which():
+    f, w = fifo(), wvtime()
+    win(f, BUILD, 1.6, {"slice_us": 30000, "direct_idle": True})  # some other build, this class
+    win(w, BUILD, 1.2, {"slice_us": 7000, "max_lag_slices": 2}, MAKE_KEY)  # this very workload
+    p = profile(BUILD)
+    p.workload_key = MAKE_KEY  # as sanitize_profile sets it
+    d = decide(p, [_hit(f), _hit(w)], [], llm_available=True, settings=PlannerSettings())
+    assert d.reuse and d.options[0].policy.name == "wvtime"
+    assert d.reasons[-1] == "reuse: wvtime won on this workload (same workload key) with ratio 1.20"
+    # Without the key the class win is reused, and the rationale says so.
+    p.workload_key = ""
+    d = decide(p, [_hit(f), _hit(w)], [], llm_available=True, settings=PlannerSettings())
+    assert d.reuse and d.options[0].policy.name == "fifo"
+    assert d.reasons[-1] == "reuse: fifo won on this class with ratio 1.60"
+
+
+def test_a_win_on_another_workload_of_another_class_is_not_reused():
+    w = wvtime()
+    win(
+        w,
+        common_pb2.CPU_THROUGHPUT,
+        1.5,
+        {"slice_us": 7000, "max_lag_slices": 2},
+        workload_key(["ninja", "-j8"]),
+    )
+    p = profile(BUILD)
+    p.workload_key = MAKE_KEY
+    d = decide(p, [_hit(w), _hit(fifo())], [], llm_available=False, settings=PlannerSettings())
+    assert not d.reuse and d.options[0].policy.name == "fifo"
+
+
+def test_drift_disables_exact_workload_reuse_too():
+    w = wvtime()
+    win(w, common_pb2.CPU_THROUGHPUT, 1.3, {"slice_us": 7000, "max_lag_slices": 2}, MAKE_KEY)
+    p = profile(BUILD)
+    p.workload_key, p.trigger = MAKE_KEY, "drift"
+    d = decide(p, [_hit(w)], [], llm_available=False, settings=PlannerSettings())
+    assert not d.reuse and "drift: not reusing the recorded configuration" in d.reasons
+
+
+async def test_a_claimed_workload_key_is_not_trusted_over_the_identity():
+    w = wvtime()
+    win(
+        w,
+        common_pb2.CPU_THROUGHPUT,
+        1.3,
+        {"slice_us": 7000, "max_lag_slices": 2},
+        workload_key(["ninja"]),
+    )
+    p = profile(BUILD)
+    p.workload_key = workload_key(["ninja"])  # but the identity says `make -j8`
+    plans = await Planner(repository=FakeRepository([w, fifo()]), llm=None, history=None).plan(p)
+    assert "reuse" not in plans[0].rationale and plans[0].profile.workload_key == MAKE_KEY
+
+
+# ------------------------------------------------------------- plan ids
+
+
+async def test_plan_ids_derive_from_the_profile_so_redelivery_is_idempotent():
+    repo = FakeRepository([wvtime(), fifo()])
+    planner = Planner(repository=repo, llm=None, history=None)
+    first = await planner.plan(profile(BUILD))
+    again = await Planner(repository=repo, llm=None, history=None).plan(profile(BUILD))
+    assert [p.plan_id for p in first] == [p.plan_id for p in again]  # a redelivered profile
+    assert len({p.plan_id for p in first}) == len(first) == 3
+    other = profile(BUILD)
+    other.profile_id = "prof-2"
+    assert not {p.plan_id for p in first} & {p.plan_id for p in await planner.plan(other)}
+    assert first[0].plan_id == plan_id_for("prof-1", index=0)
+
+
+async def test_refined_plan_ids_derive_from_the_parent_and_round():
+    planner = Planner(repository=FakeRepository([fifo()]), llm=None, history=None)
+    plan = (await planner.plan(profile(BUILD)))[0]
+    refined = await planner.refine(_failed(plan))
+    redelivered = await Planner(repository=FakeRepository([fifo()]), llm=None, history=None).refine(
+        _failed(plan)
+    )
+    assert refined[0].plan_id == redelivered[0].plan_id
+    assert refined[0].plan_id == plan_id_for(
+        "prof-1", index=0, iteration=1, parent_plan_id=plan.plan_id
+    )
+    assert refined[0].plan_id != plan.plan_id and refined[0].parent_plan_id == plan.plan_id
+    assert refined[0].iteration == 1
