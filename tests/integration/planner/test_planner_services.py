@@ -1,9 +1,11 @@
 """Planner, learner and repository as real processes on a real NATS.
 
-A profile published on the bus becomes Plans (no LLM, seeded library);
-deployment outcomes flow through the repository and the learner, which
-promotes the winner; the next plan for the same class reuses it with 0 tokens;
-drift feedback makes the learner re-publish the profile.
+A profile published on the bus becomes Plans (no LLM, seeded library); a
+redelivered profile yields the same plan ids, which the bus drops; deployment
+outcomes flow through the repository and the learner, which promotes the
+winner; the next plan for the same workload reuses it with 0 tokens even when
+that run was classified differently; drift feedback makes the learner
+re-publish the profile.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def services(service_env, tmp_path):
                 pytest.fail(f"{name} did not become healthy")
             if proc.poll() is not None:
                 pytest.fail(f"{name} exited: {(tmp_path / f'{name}.log').read_text()[-2000:]}")
-        yield env
+        yield {**env, "log_dir": tmp_path}
     finally:
         for _, proc, _log in procs:
             proc.terminate()
@@ -94,13 +96,17 @@ def services(service_env, tmp_path):
             log.close()
 
 
-def build_profile(node: str) -> profile_pb2.WorkloadProfile:
+def build_profile(
+    node: str, workload_class: int = common_pb2.PARALLEL_BUILD, jobs: int = 8
+) -> profile_pb2.WorkloadProfile:
     return profile_pb2.WorkloadProfile(
         profile_id=uuid.uuid4().hex,
         node=node,
-        workload_class=common_pb2.PARALLEL_BUILD,
+        workload_class=workload_class,
         description="CPU-intensive parallel compilation with short-lived processes",
-        workload=profile_pb2.WorkloadIdentity(name="make -j8", comm="make"),
+        workload=profile_pb2.WorkloadIdentity(
+            name=f"make -j{jobs}", comm="make", cmdline=["/usr/bin/make", f"-j{jobs}"]
+        ),
         goal=profile_pb2.OptimizationGoal(kind=common_pb2.GOAL_MAKESPAN, metric="makespan_s"),
         features=profile_pb2.WorkloadFeatures(cpu_utilization=1.9, node_cpus=2),
     )
@@ -136,6 +142,24 @@ async def test_profile_to_plans_then_learning_then_reuse(bus, services):
     assert sum(p.llm.prompt_tokens + p.llm.completion_tokens for p in plans) == 0
     await asyncio.wait_for(profiles_box.get(), 10)  # our own publication
 
+    # The same profile again, as a new message (a producer's retry after a crash,
+    # which the bus cannot dedupe): the planner plans it again under the same
+    # plan ids, and the bus drops those duplicates.
+    retried = profile_pb2.WorkloadProfile()
+    retried.CopyFrom(profile)
+    retried.ClearField("meta")
+    await bus.publish(subjects.profile_subject("node-a"), retried)
+    await asyncio.wait_for(profiles_box.get(), 10)
+    planner_log = services["log_dir"] / "planner.log"
+    for _ in range(300):
+        if planner_log.read_text().count(f"planned profile {profile.profile_id}") >= 2:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the planner did not plan the redelivered profile")
+    await asyncio.sleep(1.0)  # publications would have arrived by now
+    assert plans_box.empty(), "a redelivered profile produced new plans"
+
     # Two winning deployments of fifo on this class -> repository records, learner promotes.
     assert len({p.policy.name for p in plans}) == 2  # more than one policy to compare
     best = plans[0]
@@ -144,6 +168,7 @@ async def test_profile_to_plans_then_learning_then_reuse(bus, services):
             outcome_id=f"o-{uuid.uuid4().hex}",
             profile_id=profile.profile_id,
             workload_class=common_pb2.PARALLEL_BUILD,
+            workload_key=best.profile.workload_key,  # as the executor reports it
             policy=best.policy,
             improvement=1.3 + i / 10,
             metric="makespan_s",
@@ -170,12 +195,19 @@ async def test_profile_to_plans_then_learning_then_reuse(bus, services):
     assert history.summary.startswith(f"PARALLEL_BUILD: {best.policy.name} promoted")
     assert len(history.records) == 2
 
+    # The same workload (other -j) again, but this short run was classified
+    # CPU_THROUGHPUT: the win recorded for the workload is still reused, free.
+    assert best.profile.workload_key.startswith("sha256:")
     async with grpc_channel(env["SCHEDCP_PLANNER_ADDR"]) as ch:
         again = await services_pb2_grpc.PlannerServiceStub(ch).Plan(
-            services_pb2.PlanRequest(profile=build_profile("node-a"))
+            services_pb2.PlanRequest(
+                profile=build_profile("node-a", common_pb2.CPU_THROUGHPUT, jobs=4)
+            )
         )
     top = again.plans[0]
-    assert top.policy.name == best.policy.name and "reuse" in top.rationale
+    assert top.profile.workload_key == best.profile.workload_key
+    assert top.policy.name == best.policy.name
+    assert "won on this workload (same workload key, recorded as PARALLEL_BUILD)" in top.rationale
     assert dict(top.tunables) == dict(best.tunables)
     assert sum(p.llm.prompt_tokens + p.llm.completion_tokens for p in again.plans) == 0
 
