@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -220,6 +221,13 @@ class Subscription(Generic[M]):
 class Bus:
     """A connection to NATS JetStream speaking schedcp.v1 messages."""
 
+    #: How long publish keeps retrying a stream that has no leader. A
+    #: clustered stream whose leader's server died elects a new one in a few
+    #: seconds, and the client first has to notice and reconnect; measured
+    #: failovers here took up to ~8 s, so a short fixed retry count lost
+    #: messages that a short wait would have delivered.
+    publish_retry_s: float = 30.0
+
     def __init__(self, *, nc: NatsClient, service: str, prefix: str = "", replicas: int = 1) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -301,19 +309,26 @@ class Bus:
             meta = message.meta  # type: ignore[attr-defined]
             span.set_attribute("messaging.message.id", meta.message_id)
             span.set_attribute("schedcp.correlation_id", meta.correlation_id)
-            for attempt in range(5):
+            deadline = time.monotonic() + self.publish_retry_s
+            attempt = 0
+            while True:
                 try:
                     await self.js.publish(full, data, headers=headers, timeout=5.0)
                     return str(meta.message_id)
                 except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError,
-                        nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError) as exc:
+                        nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
+                        nats.errors.ConnectionReconnectingError) as exc:
                     # NoStreamResponse is what a cluster failover looks like.
                     # Same Nats-Msg-Id on retry: JetStream dedupes if the
                     # first attempt did land.
-                    if attempt == 4:
-                        raise Unavailable(f"publish to {full} failed: {exc!r}") from exc
-                    await asyncio.sleep(0.2 * 2 ** attempt)
-        raise AssertionError("unreachable")
+                    attempt += 1
+                    if time.monotonic() >= deadline:
+                        raise Unavailable(
+                            f"publish to {full} failed after {attempt} attempts in "
+                            f"{self.publish_retry_s:.0f}s: {exc!r}",
+                            hint="is the NATS server (or a quorum of the cluster) up?") from exc
+                    span.add_event("publish retry", {"attempt": attempt, "error": repr(exc)})
+                    await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
 
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
         """Publish bytes as they are (tests of bad input, bridges)."""
