@@ -152,8 +152,10 @@ class Option:
     reasons: list[str] = field(default_factory=list)
     #: What ``reuse`` matched: "workload" (same workload key, any class) or "class".
     reuse_scope: str = ""
-    #: For "workload" reuse: the classes the wins were recorded under (for the rationale).
+    #: For "workload" reuse: the classes the wins were recorded under (for the
+    #: rationale), and the class of the best one.
     reuse_classes: tuple[int, ...] = ()
+    reuse_class: int = 0
 
 
 @dataclass
@@ -165,6 +167,10 @@ class Decision:
     reuse: bool
     scores: dict[str, float]
     reasons: list[str]
+    #: For reuse of this workload's win recorded under another class: that
+    #: class. The plans are measured as it (its reference workloads, where the
+    #: win was measured, and the verifier's cache), not as this run's class.
+    measure_as: int = 0
 
 
 def _finite(value: float, lo: float = 0.0, hi: float = math.inf) -> float:
@@ -286,6 +292,7 @@ def decide(
                 [why],
                 reuse_scope=("workload" if exact else "class") if wins else "",
                 reuse_classes=tuple(sorted({w[2].workload_class for w in exact})),
+                reuse_class=exact[0][2].workload_class if exact else 0,
             )
         )
     # Stable order: expected ratio, then confidence, then name (ties never depend on input order).
@@ -311,6 +318,15 @@ def decide(
                 f"reuse: {best.policy.name} won on this workload (same workload key{differs})"
                 f" with ratio {best.reuse[0][0]:.2f}"
             )
+            won_as = best.reuse_class
+            if won_as != cls and won_as in common_pb2.WorkloadClass.values():
+                reasons.append(
+                    f"measured as {common_pb2.WorkloadClass.Name(won_as)}, where that win was "
+                    f"measured (this run was observed as {common_pb2.WorkloadClass.Name(cls)})"
+                )
+                return Decision(
+                    CONFIGURE, ordered, True, {"reuse": best.reuse[0][0] - 1}, reasons, won_as
+                )
         else:
             reasons.append(
                 f"reuse: {best.policy.name} won on this class with ratio {best.reuse[0][0]:.2f}"
@@ -395,6 +411,10 @@ class Planner:
             "plan decision",
             extra={"path": plan_pb2.DecisionPath.Name(decision.path), "reasons": decision.reasons},
         )
+        if decision.measure_as:
+            # The plans carry the class the verifier measures (and the
+            # repository records) them as; the observed one is in the rationale.
+            profile.workload_class = decision.measure_as  # type: ignore[assignment]
         # Cut to the budget before the LLM sees anything: it may reorder the
         # candidates that will be emitted, never swap in different ones.
         candidates = self._configure_candidates(profile, decision, limit)[:limit]

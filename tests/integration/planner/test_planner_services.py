@@ -209,6 +209,7 @@ async def test_profile_to_plans_then_learning_then_reuse(bus, services):
     assert top.policy.name == best.policy.name
     assert "won on this workload (same workload key, recorded as PARALLEL_BUILD)" in top.rationale
     assert dict(top.tunables) == dict(best.tunables)
+    assert top.profile.workload_class == common_pb2.PARALLEL_BUILD  # measured where it won
     assert sum(p.llm.prompt_tokens + p.llm.completion_tokens for p in again.plans) == 0
 
     # Drift: feedback below the baseline makes the learner re-publish the profile.

@@ -157,6 +157,8 @@ async def test_a_rerun_classified_differently_still_reuses_the_win_for_free():
         second.plans[0].rationale
     )
     assert second.plans[0].policy == first.winner.plan.policy
+    # Measured as the class its win was measured under, so the verifier's cache applies.
+    assert second.plans[0].profile.workload_class == common_pb2.PARALLEL_BUILD
     assert second.plans[0].tunables == first.winner.plan.tunables
 
 

@@ -350,6 +350,10 @@ async def test_a_win_on_this_workload_is_reused_for_free_although_its_class_diff
     )
     assert llm.prompts == [] and usage_of(plans).total_tokens == 0
     assert plans[0].profile.workload_key == MAKE_KEY
+    # Verified where the win was measured (and cached), not as this run's class.
+    assert "measured as CPU_THROUGHPUT" in plans[0].rationale
+    assert "observed as PARALLEL_BUILD" in plans[0].rationale
+    assert {p.profile.workload_class for p in plans} == {common_pb2.CPU_THROUGHPUT}
 
 
 def test_an_exact_workload_win_beats_a_better_class_win_and_says_which():
@@ -359,7 +363,7 @@ def test_an_exact_workload_win_beats_a_better_class_win_and_says_which():
     p = profile(BUILD)
     p.workload_key = MAKE_KEY  # as sanitize_profile sets it
     d = decide(p, [_hit(f), _hit(w)], [], llm_available=True, settings=PlannerSettings())
-    assert d.reuse and d.options[0].policy.name == "wvtime"
+    assert d.reuse and d.options[0].policy.name == "wvtime" and d.measure_as == 0  # same class
     assert d.reasons[-1] == "reuse: wvtime won on this workload (same workload key) with ratio 1.20"
     # Without the key the class win is reused, and the rationale says so.
     p.workload_key = ""
