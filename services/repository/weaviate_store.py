@@ -565,6 +565,19 @@ class WeaviateStore:
                                               return_properties=self._LIGHT + ["ref"]).objects:
                 best[o.properties["ref"]] = 0.0
                 props[o.properties["ref"]] = o.properties
+        if query.workload_key:
+            # A policy that already won on exactly this workload is a candidate
+            # however its text compares with the query (ranked first below).
+            won = self._fetch_all("Performance", Filter.all_of([
+                Filter.by_property("workload_key").equal(query.workload_key),
+                Filter.by_property("success").equal(True), Filter.by_property("ratio").greater_than(1.0)]),
+                ["policy_ref"])
+            missing = sorted({o.properties["policy_ref"] for o in won} - set(best))
+            if missing:
+                for o in self._fetch_all("Policy", Filter.all_of([filters, Filter.by_property("ref")
+                                                                  .contains_any(missing)]), self._LIGHT + ["ref"]):
+                    props[o.properties["ref"]] = o.properties
+                    best[o.properties["ref"]] = 0.0
         history = self._history(list(best))
         terms = query_terms(query.text)
         if self._class_vecs is None:

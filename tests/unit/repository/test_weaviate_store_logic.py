@@ -173,3 +173,16 @@ def test_a_collection_created_before_workload_keys_gains_the_property(client: Fa
                                                        source="verdict", source_id="v1",
                                                        workload_key=workload_key(["srv"])))
     assert store.get("edf").history[0].workload_key == workload_key(["srv"])
+
+
+def test_a_workload_winner_outside_the_vector_pool_is_still_found(store: WeaviateStore) -> None:
+    for i in range(110):  # more close matches than the vector search pool holds
+        store.put(policy(f"ljf{i}", description=f"longest job first batch makespan variant {i}",
+                         classes=(W.BATCH_LONG_TAIL,)), status=S.PROMOTED)
+    store.put(policy("fifo", description="an unrelated queue", classes=(W.CPU_THROUGHPUT,)), status=S.PROMOTED)
+    key = workload_key(["sort", "-S", "1G", "/data/in"])
+    store.record_outcome("fifo", "1", PerformanceRecord(workload_class=W.CPU_THROUGHPUT, metric="makespan_s",
+                                                        ratio=1.2, source="verdict", source_id="v1",
+                                                        workload_key=key))
+    query = SearchQuery(text="longest job first batch makespan", workload_classes=(W.BATCH_LONG_TAIL,), limit=3)
+    assert store.search(replace(query, workload_key=key))[0].policy.name == "fifo"
