@@ -13,7 +13,8 @@ ranges before use.
 Reuse first: when a policy's history shows it won on exactly this workload
 (the same ``workload_key``: the command's normalised shape, whatever class the
 observer gave that run) or, failing that, on this workload class, the planner
-re-issues the winning configuration without calling the LLM at all (0 tokens). With no LLM the planner still answers every profile: deterministic
+re-issues the winning configuration without calling the LLM at all (0
+tokens). With no LLM the planner still answers every profile: deterministic
 ranking plus a tunable search, and a built-in fallback policy when the
 repository has nothing.
 
