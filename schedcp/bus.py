@@ -116,11 +116,23 @@ class Subscription(Generic[M]):
         for i in range(self._concurrency):
             self._tasks.append(asyncio.create_task(self._loop(), name=f"bus:{self.durable}:{i}"))
 
-    async def stop(self) -> None:
-        """Stop fetching; wait for the message being handled to finish."""
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop fetching; wait for the message being handled to finish.
+
+        With ``grace_s``, a handler still running after it is cancelled and
+        its message nak'ed, so JetStream redelivers it at once to another
+        replica (or to this service when it is back) instead of after
+        ack_wait: a drain is bounded and nothing is lost.
+        """
         self._stopping.set()
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("%s: %d handler(s) still busy after %.0fs; their messages go back "
+                            "to the stream", self.durable, len(pending), grace_s or 0)
+                await asyncio.gather(*pending, return_exceptions=True)
         if self._psub is not None:
             with contextlib.suppress(Exception):
                 await self._psub.unsubscribe()
@@ -185,6 +197,11 @@ class Subscription(Generic[M]):
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=min(30.0, 0.5 * 2 ** delivered))
             return
+        except asyncio.CancelledError:
+            # Abandoned by a bounded drain: hand the message back now.
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            raise
         finally:
             heartbeat.cancel()
             codec.current_correlation_id.reset(token)
@@ -389,11 +406,14 @@ class Bus:
         info = await self.js.stream_info(self.stream)
         return int(info.state.messages)
 
-    async def stop_consuming(self) -> None:
-        """Stop every consumer, letting the message in hand finish; publishing still works."""
+    async def stop_consuming(self, grace_s: float | None = None) -> None:
+        """Stop every consumer, letting the message in hand finish (for at
+        most ``grace_s`` seconds in all); publishing still works."""
         subs, self._subscriptions = self._subscriptions, []
+        deadline = None if grace_s is None else time.monotonic() + grace_s
         for sub in subs:
-            await sub.stop()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            await sub.stop(left)
 
     async def close(self) -> None:
         """Stop consumers (letting in-flight handlers finish), then drain."""

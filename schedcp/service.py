@@ -94,6 +94,19 @@ def run_service(name: str, main: Main) -> int:
         log.info("starting", extra={})
         await main(stop)
         log.info("stopped after %.1fs", time.monotonic() - started)
+        busy = _busy_worker_threads(loop)
+        if busy:
+            # asyncio.run would now join the default executor, i.e. wait for
+            # a verification or a VM run in a worker thread to finish, which
+            # can take minutes; the drain is over and the messages were handed
+            # back, so exit now. VMs die with us (PR_SET_PDEATHSIG).
+            log.warning("exiting with %d worker thread(s) still busy after the drain", busy)
+            tracing.shutdown_tracing()
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
     try:
         asyncio.run(runner())
@@ -108,6 +121,18 @@ def run_service(name: str, main: Main) -> int:
     finally:
         tracing.shutdown_tracing()
     return 0
+
+
+def _busy_worker_threads(loop: asyncio.AbstractEventLoop) -> int:
+    """Threads of the loop's default executor (asyncio.to_thread) still
+    running a job. Reads ThreadPoolExecutor's idle semaphore, so an idle
+    pool counts as 0; unknown internals count as 0 (the old, waiting path)."""
+    pool = getattr(loop, "_default_executor", None)
+    threads = getattr(pool, "_threads", None)
+    idle = getattr(getattr(pool, "_idle_semaphore", None), "_value", None)
+    if not threads or idle is None:
+        return 0
+    return max(0, sum(t.is_alive() for t in threads) - idle)
 
 
 # ---------------------------------------------------------------------------
@@ -143,7 +168,7 @@ async def serve(stop: asyncio.Event, *, common: CommonSettings, settings: Any, s
         await setup(ctx)
         # Runs first on the way out: consumers finish the message in hand
         # while everything setup opened (stores, nodes) is still there.
-        stack.push_async_callback(bus.stop_consuming)
+        stack.push_async_callback(bus.stop_consuming, common.drain_seconds)
         server, health_servicer = await serve_grpc(service_name=common.service,
                                                    address=common.grpc_address,
                                                    register=ctx.registrations)

@@ -122,6 +122,39 @@ async def test_replicas_sharing_a_durable_split_the_work(nats_server: NatsServer
             await b.close()
 
 
+async def test_a_bounded_drain_hands_a_stuck_message_to_another_replica(
+        nats_server: NatsServer, subject_prefix: str) -> None:
+    """A replica stopping while its handler is stuck (a long verification)
+    gives the message back at the end of its grace period; the other replica
+    handles it right away, long before the 600 s ack wait would expire."""
+    started, finished = asyncio.Event(), []
+    stuck = await Bus.connect(url=nats_server.url, service="verifier-a", prefix=subject_prefix)
+    other = await Bus.connect(url=nats_server.url, service="verifier-b", prefix=subject_prefix)
+    try:
+        async def hang(msg: plan_pb2.Plan) -> None:
+            started.set()
+            await asyncio.sleep(3600)
+
+        await stuck.subscribe(subjects.PLANS, message_type=plan_pb2.Plan, durable="verifier",
+                              handler=hang, ack_wait=600.0)
+        await other.publish(subjects.PLANS, plan_pb2.Plan(plan_id="long"))
+        await asyncio.wait_for(started.wait(), 10)
+
+        t0 = asyncio.get_running_loop().time()
+        await stuck.stop_consuming(grace_s=0.5)
+        assert asyncio.get_running_loop().time() - t0 < 5
+
+        async def finish(msg: plan_pb2.Plan) -> None:
+            finished.append(msg.plan_id)
+
+        await other.subscribe(subjects.PLANS, message_type=plan_pb2.Plan, durable="verifier",
+                              handler=finish, ack_wait=600.0)
+        await _eventually(lambda: finished == ["long"], timeout=15)
+    finally:
+        for b in (stuck, other):
+            await b.close()
+
+
 async def test_trace_continues_from_publisher_to_consumer(bus: Bus) -> None:
     exporter = InMemorySpanExporter()
     tracing.setup_tracing("schedcp-test", extra_exporters=[exporter])
