@@ -7,7 +7,9 @@ Measures, on this machine (real clang, real micro-VMs under TCG):
 * wall time per candidate per stage (build, static, kernel_verifier, dynamic);
 * detection rate on tests/corpus/broken (caught at the expected stage with the
   expected rule);
-* false-positive rate on the library (bpf/*.bpf.c must pass every stage);
+* false-positive rate on the library (bpf/*.bpf.c must pass every stage,
+  including the A/B check against EEVDF on the first workload class its
+  metadata targets);
 * candidates per minute through the VM slots: every candidate goes through
   ``--parallel`` slots (one micro-VM each); the cache is bypassed.
 
@@ -37,9 +39,44 @@ OUT = ROOT / "docs" / "benchmarks-verifier.md"
 STATIC_ONLY = ("build", "static")
 
 
-def _cand(path: Path, *, salt: str = "") -> Candidate:
+def _cand(path: Path, *, salt: str = "", workload: str = "") -> Candidate:
     src = path.read_text() + (f"\n/* bench {salt} */\n" if salt else "")
-    return Candidate(source=src, name=path.name.removesuffix(".bpf.c"))
+    return Candidate(source=src, name=path.name.removesuffix(".bpf.c"), workload=workload)
+
+
+def _target_workload(path: Path) -> str:
+    """The first workload class a library scheduler's metadata targets."""
+    meta = path.with_name(path.name.removesuffix(".bpf.c") + ".json")
+    try:
+        return str(json.loads(meta.read_text()).get("target_workloads", [""])[0])
+    except (OSError, ValueError, IndexError):
+        return ""
+
+
+def _noise(rec) -> str:
+    """What the dynamic stage's noise-aware decisions saw, in one cell."""
+    dyn = next((s for s in rec.stages if s.name == "dynamic"), None)
+    if dyn is None or not dyn.details:
+        return "-"
+    parts = []
+    waits = [t.get("max_wait_s", 0.0) for t in dyn.details.get("suite", {}).get("tasks", [])
+             if t.get("judged", True)]
+    if waits:
+        parts.append(f"longest wait {max(waits):.2f} s")
+    base = dyn.details.get("eevdf_baseline")
+    if base and base.get("waits"):
+        parts.append(f"EEVDF longest {max(base['waits'].values()):.2f} s")
+    if "suite_confirm" in dyn.details:
+        parts.append("confirmation run")
+    perf = dyn.details.get("performance")
+    if perf:
+        # The score is the primary metric's ratio.
+        prim = next((m for m in perf["metrics"] if m["ratio"] == perf["score"]), {})
+        parts.append(f"{perf['workload']} {perf['score']:.2f}x {perf.get('decision', '')} "
+                     f"after {perf['repetitions']}/side (spread EEVDF "
+                     f"{prim.get('baseline_spread', 0):.0%}, cand {prim.get('spread', 0):.0%}, "
+                     f"p={perf.get('p_value', 1):.2f})")
+    return "; ".join(parts) or "-"
 
 
 def _first_failure(rec) -> tuple[str | None, set[str]]:
@@ -58,7 +95,7 @@ def main() -> int:
 
     manifest = json.loads((CORPUS / "manifest.json").read_text())
     library = sorted((ROOT / "bpf").glob("*.bpf.c"))
-    verifier = default_verifier(args.data_dir, duration_s=6.0, max_wait_s=2.0)
+    verifier = default_verifier(args.data_dir)  # the SCHEDCP_VERIFIER_* bounds
     pipe = verifier.pipeline
     if args.quick:
         pipe.order = STATIC_ONLY
@@ -73,7 +110,7 @@ def main() -> int:
         # record that it happened.
         for attempt in range(2):
             t0 = time.monotonic()
-            rec = pipe.verify(c, use_cache=False, skip_performance=True)
+            rec = pipe.verify(c, use_cache=False, skip_performance=not c.workload)
             if not rec.internal_error or attempt:
                 return rec, time.monotonic() - t0
             msg = next((f.message for st in rec.stages for f in st.findings
@@ -95,7 +132,8 @@ def main() -> int:
 
     def one(job):
         kind, path, want = job
-        rec, wall = run(_cand(path, salt=str(time.time())))
+        workload = _target_workload(path) if kind == "library" else ""
+        rec, wall = run(_cand(path, salt=str(time.time()), workload=workload))
         return kind, path, want, rec, wall
 
     t_all = time.monotonic()
@@ -120,7 +158,7 @@ def main() -> int:
                 rows.append((kind, path.name, want["stage"], want["rule"], stage or "pass",
                              ",".join(sorted(rules)) or "-", "yes" if ok else "NO", wall,
                              {s.name: s.duration_s for s in rec.stages
-                              if s.status is not StageStatus.SKIPPED}))
+                              if s.status is not StageStatus.SKIPPED}, _noise(rec)))
                 print(f"{kind:8} {path.name:32} want {want['stage']}/{want['rule']:28} "
                       f"got {stage or 'pass'}/{sorted(rules)} {'ok' if ok else 'MISS'} "
                       f"{wall:.1f}s", flush=True)
@@ -184,14 +222,14 @@ def _write(rows, stage_times, detected, considered, false_pos, n_library, throug
         "## Per candidate",
         "",
         "| set | file | expected stage | expected rule | failed at | error rules | ok | wall s | "
-        "stage times |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "stage times | waits and A/B |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         times = ", ".join(f"{k} {v:.1f}" for k, v in r[8].items())
         lines.append(
             f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]} | "
-            f"{r[7]:.1f} | {times} |"
+            f"{r[7]:.1f} | {times} | {r[9]} |"
         )
     if infra_retries:
         lines += ["", "## Infrastructure retries", "",
@@ -201,8 +239,10 @@ def _write(rows, stage_times, detected, considered, false_pos, n_library, throug
         "",
         "Stages run cheapest first: build, static (clang AST, no VM), kernel_verifier "
         "(boot a fresh micro-VM and load), dynamic (6 s stress/starvation suite in the same "
-        "VM; the performance A/B is skipped here and measured by `schedcp bench`). A fresh "
-        "VM per candidate is deliberate: a broken scheduler can wedge a kernel.",
+        "VM, judged against EEVDF on the same suite when a wait passes the absolute bound; "
+        "for library schedulers then the sequential A/B against EEVDF on their first target "
+        "workload class). A fresh VM per candidate is deliberate: a broken scheduler can "
+        "wedge a kernel.",
         "",
     ]
     OUT.write_text("\n".join(lines))

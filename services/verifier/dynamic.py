@@ -224,10 +224,9 @@ def judge_performance(baseline: Mapping[str, Sequence[float]],
             f"{workload}: {primary} median {worse_pct:.1f}% worse than EEVDF after {noise}; "
             f"not clear yet (p={p:.3f}), adding repetitions"))
     else:
-        verb = "within the limit" if score < 1.0 else "vs"
         findings.append(Finding(Severity.INFO, "performance",
-                                f"{workload}: {primary} {score:.3f}x EEVDF ({verb} "
-                                f"{policy.threshold_pct:.0f}%; {noise})"))
+                                f"{workload}: {primary} {score:.3f}x EEVDF (passes: the limit is "
+                                f"{policy.threshold_pct:.0f}% worse; {noise})"))
     return PerfOutcome(result, findings, decision)
 
 

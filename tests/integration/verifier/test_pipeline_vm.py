@@ -5,6 +5,7 @@ scheduler fail at their stages. One VM serves all candidates (each unloads)."""
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ from services.verifier.verifier import ExecutionVerifier
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
+CORPUS = ROOT / "tests" / "corpus" / "broken"
+VM_CORPUS = {name: want for name, want in json.loads((CORPUS / "manifest.json").read_text()).items()
+             if want["stage"] in ("kernel_verifier", "dynamic")}
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +94,26 @@ def test_starving_scheduler_fails_dynamic(verifier):
     assert st["dynamic"].status is StageStatus.FAILED
     assert "starvation" in {f.rule for f in st["dynamic"].findings}
     assert signed.token is None
+
+
+def test_identical_candidate_is_served_from_cache(verifier):
+    """Same artifact + config (+ workload and judge): answered from the cache,
+    visible as ``cached``, with a fresh token."""
+    cand = _cand(ROOT / "bpf" / "wvtime.bpf.c", workload="CPU_THROUGHPUT")
+    first = verifier.verify(cand)
+    again = verifier.verify(cand)
+    assert again.record.cached and again.record.verdict_id == first.record.verdict_id
+    assert again.record.artifact_digest == first.record.artifact_digest
+    if first.record.passed:
+        assert again.token is not None and again.token.claims != first.token.claims
+
+
+@pytest.mark.parametrize("name", sorted(VM_CORPUS), ids=lambda n: n.removesuffix(".bpf.c"))
+def test_vm_stage_corpus_caught_at_right_stage(verifier, name):
+    """Every corpus entry the manifest expects at kernel_verifier or dynamic
+    fails there with its rule (the EEVDF calibration must not excuse it)."""
+    want = VM_CORPUS[name]
+    rec = verifier.verify(_cand(CORPUS / name)).record
+    failed = next((s for s in rec.stages if s.status is StageStatus.FAILED), None)
+    assert failed is not None and failed.name == want["stage"], [s.to_dict() for s in rec.stages]
+    assert want["rule"] in {f.rule for f in failed.findings if f.severity.label == "error"}
