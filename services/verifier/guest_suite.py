@@ -12,8 +12,11 @@ than inferred from the kernel watchdog (30 s by default):
 * sequential short-lived children and a fork/exit storm: judged on
   completion (their fork cost under TCG is not a scheduling wait).
 
-A task that never reports back before the deadline was never (or hardly ever)
-run: it is reported ``completed: false``. The parent samples
+Every task's wait includes its start: the time from its fork to its first
+iteration (``start_delay_s``). A task starved from the outset (queued behind
+the hogs until they exit) would otherwise measure only the quiet time after
+them and look fine. A task that never reports back before the deadline was
+never (or hardly ever) run: it is reported ``completed: false``. The parent samples
 ``/sys/kernel/sched_ext/state`` throughout. The report is one JSON line on
 stdout. Only the standard library is used: this runs under host python in the
 guest's chroot.
@@ -39,10 +42,18 @@ def _spin_once() -> None:
         pass
 
 
-def _spinner(duration: float) -> dict:
+def _started(forked_at: float) -> tuple[float, float]:
+    """(now, delay since the parent forked this task): CLOCK_MONOTONIC is
+    system-wide, so the parent's timestamp is comparable here."""
+    now = time.monotonic()
+    return now, max(now - forked_at, 0.0)
+
+
+def _spinner(duration: float, forked_at: float) -> dict:
     """Spin; report the longest gap between two iterations beyond the work itself."""
-    start = last = time.monotonic()
-    worst = 0.0
+    start, delay = _started(forked_at)
+    last = start
+    worst = delay
     iters = 0
     while last - start < duration:
         _spin_once()
@@ -50,26 +61,26 @@ def _spinner(duration: float) -> dict:
         worst = max(worst, now - last - WORK_NS / 1e9)
         last = now
         iters += 1
-    return {"max_wait_s": max(worst, 0.0), "iterations": iters}
+    return {"max_wait_s": max(worst, 0.0), "start_delay_s": delay, "iterations": iters}
 
 
-def _sleeper(duration: float, period: float = 0.005) -> dict:
+def _sleeper(duration: float, forked_at: float, period: float = 0.005) -> dict:
     """Sleep ``period`` repeatedly; report the worst wakeup lateness."""
-    start = time.monotonic()
-    worst = 0.0
+    start, delay = _started(forked_at)
+    worst = delay
     n = 0
     while time.monotonic() - start < duration:
         t0 = time.monotonic()
         time.sleep(period)
         worst = max(worst, time.monotonic() - t0 - period)
         n += 1
-    return {"max_wait_s": max(worst, 0.0), "wakeups": n}
+    return {"max_wait_s": max(worst, 0.0), "start_delay_s": delay, "wakeups": n}
 
 
-def _bursty(duration: float, sleep_s: float = 0.002) -> dict:
+def _bursty(duration: float, forked_at: float, sleep_s: float = 0.002) -> dict:
     """Many short tasks: run ~0.3 ms, sleep 2 ms, repeat; report the worst lateness."""
-    start = time.monotonic()
-    worst = 0.0
+    start, delay = _started(forked_at)
+    worst = delay
     n = 0
     while time.monotonic() - start < duration:
         _spin_once()
@@ -77,7 +88,7 @@ def _bursty(duration: float, sleep_s: float = 0.002) -> dict:
         time.sleep(sleep_s)
         worst = max(worst, time.monotonic() - t0 - sleep_s)
         n += 1
-    return {"max_wait_s": max(worst, 0.0), "bursts": n}
+    return {"max_wait_s": max(worst, 0.0), "start_delay_s": delay, "bursts": n}
 
 
 def _spawn_tasks(count: int, duration: float) -> dict:
@@ -122,7 +133,9 @@ def _fork_storm(count: int) -> dict:
 
 
 def _launch(name: str, fn, *, nice: int = 0, cpu: int | None = None) -> tuple[int, int]:
+    """Fork a task running ``fn(forked_at)``; its JSON result comes back on a pipe."""
     r, w = os.pipe()
+    forked_at = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(r)
@@ -131,7 +144,7 @@ def _launch(name: str, fn, *, nice: int = 0, cpu: int | None = None) -> tuple[in
                 os.nice(nice)
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
-            out = fn()
+            out = fn(forked_at)
             out["name"] = name
             out["completed"] = True
             os.write(w, json.dumps(out).encode())
@@ -154,16 +167,17 @@ def run_suite(duration: float, short_tasks: int, forks: int) -> dict:
     start_state = read_state()
     tasks: dict[str, tuple[int, int]] = {}
     for i in range(ncpu + 1):
-        tasks[f"hog{i}"] = _launch(f"hog{i}", lambda: _spinner(duration))
-    tasks["interactive"] = _launch("interactive", lambda: _sleeper(duration))
-    tasks["nice10"] = _launch("nice10", lambda: _spinner(duration), nice=10)
-    tasks["nice-5"] = _launch("nice-5", lambda: _spinner(duration), nice=-5)
-    tasks["pinned_spin"] = _launch("pinned_spin", lambda: _spinner(duration), cpu=last_cpu)
-    tasks["pinned_sleep"] = _launch("pinned_sleep", lambda: _sleeper(duration), cpu=last_cpu)
+        tasks[f"hog{i}"] = _launch(f"hog{i}", lambda t: _spinner(duration, t))
+    tasks["interactive"] = _launch("interactive", lambda t: _sleeper(duration, t))
+    tasks["nice10"] = _launch("nice10", lambda t: _spinner(duration, t), nice=10)
+    tasks["nice-5"] = _launch("nice-5", lambda t: _spinner(duration, t), nice=-5)
+    tasks["pinned_spin"] = _launch("pinned_spin", lambda t: _spinner(duration, t), cpu=last_cpu)
+    tasks["pinned_sleep"] = _launch("pinned_sleep", lambda t: _sleeper(duration, t),
+                                    cpu=last_cpu)
     for i in range(4):
-        tasks[f"bursty{i}"] = _launch(f"bursty{i}", lambda: _bursty(duration))
-    tasks["spawn"] = _launch("spawn", lambda: _spawn_tasks(short_tasks, duration))
-    tasks["fork_storm"] = _launch("fork_storm", lambda: _fork_storm(forks))
+        tasks[f"bursty{i}"] = _launch(f"bursty{i}", lambda t: _bursty(duration, t))
+    tasks["spawn"] = _launch("spawn", lambda t: _spawn_tasks(short_tasks, duration))
+    tasks["fork_storm"] = _launch("fork_storm", lambda t: _fork_storm(forks))
 
     launched = time.monotonic()
     # Spinners run for `duration` of their own wall time once started; a starved

@@ -78,9 +78,10 @@ class ExecutionVerifier:
         return self.pipeline.cache.by_id(verdict_id) if self.pipeline.cache else None
 
 
-#: Bump when the dynamic stage's judgement changes meaning, so verdicts cached
+#: Bump when the dynamic stage's judgement or its measures change meaning (3: waits
+#: include a task's start delay), so verdicts cached
 #: under the old judge are not served for identical candidates.
-JUDGE_VERSION = 2
+JUDGE_VERSION = 3
 
 
 def judge_digest(judge: JudgeSettings) -> str:

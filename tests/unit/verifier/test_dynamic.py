@@ -350,3 +350,20 @@ def test_verdict_carries_the_sequential_test():
     assert perf.metrics[0].baseline_spread == pytest.approx(0.02, abs=1e-3)
     again = VerdictRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
     assert again.performance.decision == "regression" and again.performance.max_repetitions == 6
+
+
+# ------------------------------------------------------------- guest suite measures
+
+
+def test_a_task_starved_before_its_first_iteration_reports_that_wait():
+    """A task queued behind the hogs until they exit then runs undisturbed; its
+    wait must include the time from its fork to its first iteration."""
+    import time
+
+    from services.verifier import guest_suite
+
+    forked_3s_ago = time.monotonic() - 3.0
+    for fn in (guest_suite._spinner, guest_suite._sleeper, guest_suite._bursty):
+        out = fn(0.02, forked_3s_ago)
+        assert out["start_delay_s"] >= 3.0 and out["max_wait_s"] >= 3.0, fn.__name__
+    assert guest_suite._spinner(0.02, time.monotonic())["max_wait_s"] < 1.0
