@@ -83,6 +83,17 @@ def test_cache_hit_skips_later_stages(tmp_path):
     assert p.cache.by_id(first.verdict_id).passed
 
 
+def test_cache_hit_is_visible_in_the_cli_json_and_the_verdict_message(tmp_path):
+    from services.verifier.convert import verdict_to_proto
+
+    p, _ = _pipe(tmp_path)
+    p.verify(Candidate(source="x"))
+    hit = p.verify(Candidate(source="x"))
+    assert hit.to_dict()["cached"] is True  # what `schedcp verify --json` prints
+    assert verdict_to_proto(hit).cached  # what Verify (gRPC) and the bus carry
+    assert not verdict_to_proto(p.verify(Candidate(source="x"), use_cache=False)).cached
+
+
 def test_cache_is_keyed_by_the_judge_too(tmp_path):
     """Same artifact and config under other bounds is verified again, not served."""
     p, stages = _pipe(tmp_path)
