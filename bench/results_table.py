@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from schedcp.bench.engine import ABResult, ABRunner, BenchError, NodeLost  # noq
 from schedcp.bench.nodes import open_node  # noqa: E402
 from schedcp.bench.stats import format_ratio  # noqa: E402
 from schedcp.substrate import VmError  # noqa: E402
+from schedcp.substrate.qemu import find_qemu  # noqa: E402
 from schedcp.substrate.sched_metadata import metadata_for_source  # noqa: E402
 from schedcp.workloads import WORKLOADS, get_workload  # noqa: E402
 
@@ -55,6 +57,15 @@ def command_for(workload: str, sched: str, repeat: int, params: dict[str, int]) 
     defaults = spec.resolve_params({})
     extra = "".join(f" --param {k}={v}" for k, v in params.items() if defaults.get(k) != v)
     return f"schedcp bench {workload} --sched {sched} --repeat {repeat} --node vm{extra}"
+
+
+def qemu_version() -> str:
+    """The qemu the micro-VMs boot with (``10.0.2``), for the record."""
+    try:
+        q = find_qemu()
+    except VmError:
+        return ""
+    return q.version.replace("QEMU emulator version ", "").split(" ")[0] or q.binary
 
 
 def row_of(result: ABResult, targets: list[str], command: str, kernel: str) -> dict[str, object]:
@@ -156,21 +167,26 @@ def render(rows: list[dict[str, object]]) -> str:
             f"{r['ratio_max']:.2f})" for r in worse) + ".")
     else:
         lines.append("No policy is more than 5% worse than EEVDF on a class it targets.")
+    loads = [float(x) for r in rows for x in dict(r.get("host_load") or {}).values()]
+    load_text = (f"1-minute load average {min(loads):.1f}-{max(loads):.1f} on the 2-core host while"
+                 " the rows were measured" if loads else "host load not recorded for these rows")
     lines += ["", "## Reading these numbers", "",
               "- Under TCG every sched_ext callback runs as JIT-ed BPF inside an emulated CPU, so",
               "  each scheduling decision costs far more than EEVDF's native C path. Short-wakeup",
               "  metrics (wakeup p50) therefore favour EEVDF heavily in the micro-VM; on hardware",
               "  this overhead is a few hundred nanoseconds and the comparison would differ.",
               "- The rows were measured on a shared 2-core machine with other micro-VMs running",
-              "  (load average 15-20): single runs varied by 20-50%. A ratio whose range straddles 1",
-              "  is inconclusive; re-run the row's command with `--repeat 5` or more on a quiet host.",
+              f"  ({load_text}). A ratio whose range straddles 1 is inconclusive;",
+              "  re-run the row's command with `--repeat 5` or more on a quiet host.",
               "- A `failed` row is a scheduler the kernel refused to load (verifier) or ejected; the",
               "  error says which.", ""]
     kernels = sorted({str(r.get("kernel")) for r in rows if r.get("kernel")})
+    qemus = sorted({str(r.get("qemu")) for r in rows if r.get("qemu")})
     dates = sorted({str(r.get("measured_at")) for r in rows})
     lines += [
         "",
-        f"Kernel: {', '.join(kernels) or 'n/a'}. Measured: {dates[0] if dates else 'n/a'}"
+        f"Kernel: {', '.join(kernels) or 'n/a'}. qemu: {', '.join(qemus) or 'not recorded'}"
+        f" (TCG). Measured: {dates[0] if dates else 'n/a'}"
         f"{' .. ' + dates[-1] if len(dates) > 1 else ''}.",
         "",
     ]
@@ -179,12 +195,14 @@ def render(rows: list[dict[str, object]]) -> str:
 
 def measure(workload: str, chosen: list[str], args: argparse.Namespace, progress) -> tuple[list, str]:
     """One VM boot: EEVDF and ``chosen`` on ``workload``, rotating order."""
+    load_before = os.getloadavg()[0]
     with open_node("vm", vcpus=args.vcpus, progress=progress) as node:
         candidates = [node.scheduler(s, {}) for s in chosen]
         progress(f"== {workload}: EEVDF vs {', '.join(chosen)}, {args.repeat} rounds")
         outcomes = ABRunner(node=node, progress=progress).compare_many(
             workload, candidates=candidates, repetitions=args.repeat)
-        return outcomes, getattr(node, "kernel_release", "")
+        host_load = {"before": round(load_before, 1), "after": round(os.getloadavg()[0], 1)}
+        return outcomes, getattr(node, "kernel_release", ""), host_load
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise SystemExit(f"unknown schedulers {unknown}; known: {sorted(library)}")
         workloads = args.workload or list(WORKLOADS)
+        qemu = qemu_version()
 
         def progress(msg: str) -> None:
             print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -229,13 +248,13 @@ def main(argv: list[str] | None = None) -> int:
             # scheduler) costs one workload's rows a retry, not the matrix.
             for attempt in (1, 2):
                 try:
-                    outcomes, kernel = measure(workload, chosen, args, progress)
+                    outcomes, kernel, host_load = measure(workload, chosen, args, progress)
                     break
                 except (NodeLost, VmError) as exc:
                     progress(f"node lost during {workload} (attempt {attempt}): {exc.message}")
                     if attempt == 2:
                         outcomes = [NodeLost(exc.message)] * len(chosen)
-                        kernel = ""
+                        kernel, host_load = "", {}
             params = get_workload(workload).resolve_params({})
             # Re-read before merging: another run of this script may have saved
             # rows since we started, and only our own (scheduler, workload) rows
@@ -252,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
                 else:
                     rows.append(row_of(outcome, library[sched], cmd, kernel))
+                rows[-1].update(host_load=host_load, qemu=qemu)
             # Save after every workload so an interrupted matrix keeps what it measured.
             RESULTS_JSON.write_text(json.dumps(rows, indent=1) + "\n")
             RESULTS_MD.write_text(render(rows))
