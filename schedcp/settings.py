@@ -199,7 +199,7 @@ def subject_prefix(environ: dict[str, str] | None = None) -> str:
 # modules read them.
 for _name, _doc in {
     "OTEL_EXPORTER_OTLP_ENDPOINT": "Send traces over OTLP/gRPC to this endpoint (standard OpenTelemetry variable).",
-    "SCHEDCP_TRACE_FILE": "Also write every finished span as a JSON line to this file (used by tests and `schedcp trace`).",
+    "SCHEDCP_TRACE_FILE": "Also write every finished span as a JSON line to this file (used by tests and `schedcp trace`); `{service}` in it is replaced by the service name.",
     "SCHEDCP_LOG_LEVEL": "Log level: debug, info, warning or error.",
     "SCHEDCP_LOG_FORMAT": "Log format: json (default for services) or text.",
     # The sched_ext substrate (schedcp/substrate) reads these directly.

@@ -88,6 +88,16 @@ def _jsonable(value: Any) -> Any:
     return list(value)
 
 
+def trace_file_for(template: str, service_name: str) -> str:
+    """``SCHEDCP_TRACE_FILE`` with ``{service}`` replaced by the service name.
+
+    One file per process: services sharing a traces volume run as different
+    users, and a file a root verifier created is not writable by the
+    unprivileged planner.
+    """
+    return template.replace("{service}", service_name.removeprefix("schedcp-"))
+
+
 def setup_tracing(service_name: str, *, extra_exporters: Sequence[SpanExporter] = ()) -> TracerProvider:
     """Install the global tracer provider for this process (idempotent).
 
@@ -111,6 +121,7 @@ def setup_tracing(service_name: str, *, extra_exporters: Sequence[SpanExporter] 
                 log.warning("OTLP export to %s disabled: %s", endpoint, exc)
         trace_file = os.environ.get("SCHEDCP_TRACE_FILE")
         if trace_file:
+            trace_file = trace_file_for(trace_file, service_name)
             provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(trace_file)))
         for exporter in extra_exporters:
             provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -35,3 +35,10 @@ def test_subjects_sanitise_node_names_and_apply_prefix() -> None:
     assert subjects.deployment_subject("a b*>") == "schedcp.v1.deployments.a_b__"
     assert subjects.with_prefix(subjects.PLANS, "t1") == "t1.schedcp.v1.plans"
     assert subjects.stream_name("") == "SCHEDCP" and subjects.stream_name("t1") == "SCHEDCP_T1"
+
+
+def test_trace_file_template_names_one_file_per_service() -> None:
+    from schedcp.tracing import trace_file_for
+
+    assert trace_file_for("/t/{service}.jsonl", "schedcp-planner") == "/t/planner.jsonl"
+    assert trace_file_for("/t/spans.jsonl", "schedcp-planner") == "/t/spans.jsonl"
