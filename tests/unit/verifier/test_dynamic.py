@@ -87,13 +87,19 @@ def test_past_threshold_with_two_runs_asks_for_more():
     assert not any(f.severity is Severity.ERROR for f in out.findings)
 
 
+CLEAR_BASE = [100, 102, 101, 99, 103]
+CLEAR_CAND = [60, 62, 61, 59, 63]
+
+
 def test_clear_regression_fails_with_the_noise_in_the_message():
-    out = _judge([100, 102, 101], [60, 62, 61])
+    # Three runs a side fully apart give p = 1/20: not enough at alpha 0.01.
+    assert _judge([100, 102, 101], [60, 62, 61]).decision is Decision.MORE
+    out = _judge(CLEAR_BASE, CLEAR_CAND)
     assert out.decision is Decision.REGRESSION
     err = next(f for f in out.findings if f.severity is Severity.ERROR)
     assert err.rule == "performance-regression"
-    assert "3 runs per side" in err.message and "spread EEVDF 2% / candidate 3%" in err.message
-    assert out.result.p_value == pytest.approx(1 / 20)
+    assert "5 runs per side" in err.message and "spread EEVDF 4% / candidate 7%" in err.message
+    assert out.result.p_value == pytest.approx(1 / 252)
 
 
 def test_overlapping_runs_at_the_maximum_are_inconclusive_not_a_failure():
@@ -340,14 +346,14 @@ def test_without_calibration_the_absolute_bound_decides(tmp_path):
 
 
 def test_verdict_carries_the_sequential_test():
-    out = _judge([100, 102, 101], [60, 62, 61])
+    out = _judge(CLEAR_BASE, CLEAR_CAND)
     rec = VerdictRecord(verdict_id="v", passed=False, stages=[], artifact_digest="a",
                         config_digest="c", config_json="{}", candidate_name="x",
                         performance=out.result)
     perf = verdict_to_proto(rec).performance
-    assert perf.decision == "regression" and perf.repetitions == 3
-    assert perf.max_repetitions == 6 and perf.p_value == pytest.approx(1 / 20)
-    assert perf.metrics[0].baseline_spread == pytest.approx(0.02, abs=1e-3)
+    assert perf.decision == "regression" and perf.repetitions == 5
+    assert perf.max_repetitions == 6 and perf.p_value == pytest.approx(1 / 252)
+    assert perf.metrics[0].baseline_spread == pytest.approx(4 / 101, abs=1e-3)
     again = VerdictRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
     assert again.performance.decision == "regression" and again.performance.max_repetitions == 6
 
