@@ -143,7 +143,9 @@ def _deploy_request(verdict: verdict_pb2.Verdict, request: services_pb2.DeployRe
                     default_pct: float) -> DeployRequest:
     if not verdict.HasField("token") or not verdict.token.signature:
         raise InvalidArgument("the verdict carries no deployment token",
-                              hint="only a verdict that passed every verifier stage can be deployed")
+                              hint="only a verdict that passed every verifier stage can be deployed, "
+                                   "within its token's validity: verify the candidate again for a "
+                                   "fresh token")
     if not verdict.artifact:
         raise InvalidArgument("the verdict carries no artifact bytes",
                               hint="deploy the verdict exactly as the verifier returned it")

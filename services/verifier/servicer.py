@@ -63,7 +63,9 @@ class VerifierServicer(services_pb2_grpc.VerifierServiceServicer):
             await abort_for(context, NotFound(f"no verdict {request.verdict_id!r}",
                                               hint="verdicts are kept in the verifier's cache"))
             raise AssertionError("abort_for always raises")
-        return verdict_to_proto(rec)
+        # A passing verdict comes with the token its verification issued (if
+        # it has not expired), so a deploy can name just the verdict id.
+        return verdict_to_proto(rec, token=self.verifier.token_for(rec.verdict_id) if rec.passed else None)
 
     async def PublicKeys(self, request: services_pb2.PublicKeysRequest,  # noqa: N802
                          context: grpc.aio.ServicerContext) -> services_pb2.PublicKeysResponse:

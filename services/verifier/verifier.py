@@ -7,10 +7,15 @@ over the artifact digest, config digest and node selector.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from google.protobuf.message import DecodeError
 
 from schedcp import tokens
 from schedcp.v1 import common_pb2, verdict_pb2
@@ -29,10 +34,15 @@ class ExecutionVerifier:
     """Verify candidates one at a time per VM slot and sign passing verdicts."""
 
     def __init__(self, *, pipeline: VerificationPipeline, keyring: tokens.KeyRing,
-                 token_ttl_s: float = tokens.DEFAULT_TTL_S, max_parallel: int = 1) -> None:
+                 token_ttl_s: float = tokens.DEFAULT_TTL_S, max_parallel: int = 1,
+                 tokens_dir: Path | None = None) -> None:
         self.pipeline = pipeline
         self.keyring = keyring
         self.token_ttl_s = token_ttl_s
+        # The token issued with each passing verdict, so a deploy that names
+        # only the verdict id (GetVerdict) gets the token the verification
+        # issued, with the node selector it was issued for.
+        self.tokens_dir = tokens_dir
         # Bounded by the VM budget: on 2 cores, one or two micro-VMs at a time.
         self._slots = threading.BoundedSemaphore(max_parallel)
 
@@ -68,7 +78,31 @@ class ExecutionVerifier:
                                        config_digest=rec.config_digest, node_selector=sel,
                                        verdict_id=rec.verdict_id, policy=policy,
                                        ttl_s=self.token_ttl_s)
+            self._keep_token(rec.verdict_id, token)
         return SignedVerdict(rec, token)
+
+    def _keep_token(self, verdict_id: str, token: verdict_pb2.DeploymentToken) -> None:
+        if self.tokens_dir is None:
+            return
+        self.tokens_dir.mkdir(parents=True, exist_ok=True)
+        path = self.tokens_dir / f"{verdict_id}.pb"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(token.SerializeToString())
+        os.replace(tmp, path)
+
+    def token_for(self, verdict_id: str) -> verdict_pb2.DeploymentToken | None:
+        """The latest token issued for a verdict, unless it has expired."""
+        if self.tokens_dir is None or not re.fullmatch(r"[0-9a-fA-F-]{8,64}", verdict_id):
+            return None
+        try:
+            token = verdict_pb2.DeploymentToken.FromString(
+                (self.tokens_dir / f"{verdict_id}.pb").read_bytes())
+            claims = verdict_pb2.TokenClaims.FromString(token.claims)
+        except (OSError, ValueError, DecodeError):
+            return None
+        if claims.expires_at.ToNanoseconds() / 1e9 <= time.time():
+            return None
+        return token
 
     def set_parallel(self, n: int) -> None:
         """How many candidates may be verified at once (one micro-VM each)."""
@@ -142,4 +176,5 @@ def default_verifier(data_dir: Path, *, judge: JudgeSettings | None = None,
     pipeline = VerificationPipeline(stages=stages, cache=cache,
                                     workdir=data_dir / "verifier" / "work")
     keyring = tokens.KeyRing(data_dir / "keys")
-    return ExecutionVerifier(pipeline=pipeline, keyring=keyring)
+    return ExecutionVerifier(pipeline=pipeline, keyring=keyring,
+                             tokens_dir=data_dir / "verifier" / "tokens")

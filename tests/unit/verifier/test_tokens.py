@@ -164,3 +164,46 @@ def test_export_with_swapped_key_is_rejected(ring, tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(tokens.KeyRingError):
         tokens.load_trusted_keys(path)
+
+
+def test_a_passing_verdict_keeps_its_token_for_deploy_by_id(tmp_path) -> None:
+    """GetVerdict hands out the token the verification issued (same node
+    selector), and nothing once it has expired or for a failed verdict."""
+    from services.verifier.pipeline import VerdictRecord
+    from services.verifier.verifier import ExecutionVerifier
+
+    class Pipeline:
+        def __init__(self, passed: bool, vid: str) -> None:
+            self.rec = VerdictRecord(verdict_id=vid, passed=passed, stages=[],
+                                     artifact_digest="sha256:" + "a" * 64,
+                                     config_digest="sha256:" + "b" * 64, config_json="{}",
+                                     candidate_name="c")
+
+        def verify(self, candidate, **kw):  # type: ignore[no-untyped-def]
+            return self.rec
+
+    from types import SimpleNamespace
+
+    from schedcp import tokens as tk
+    from schedcp.v1 import common_pb2, verdict_pb2
+
+    cand = SimpleNamespace(name="c")
+
+    ring = tk.KeyRing(tmp_path / "keys")
+    sel = common_pb2.NodeSelector(nodes=["node-a"])
+    ok = ExecutionVerifier(pipeline=Pipeline(True, "0123456789abcdef"), keyring=ring,
+                           tokens_dir=tmp_path / "tokens")
+    issued = ok.verify(cand, node_selector=sel).token  # type: ignore[arg-type]
+    kept = ok.token_for("0123456789abcdef")
+    assert kept == issued and verdict_pb2.TokenClaims.FromString(kept.claims).node_selector == sel
+    assert ok.token_for("../../etc/passwd") is None and ok.token_for("ffffffffffff") is None
+
+    failed = ExecutionVerifier(pipeline=Pipeline(False, "fedcba9876543210"), keyring=ring,
+                               tokens_dir=tmp_path / "tokens")
+    assert failed.verify(cand).token is None  # type: ignore[arg-type]
+    assert failed.token_for("fedcba9876543210") is None
+
+    short = ExecutionVerifier(pipeline=Pipeline(True, "aaaaaaaaaaaaaaaa"), keyring=ring,
+                              tokens_dir=tmp_path / "tokens", token_ttl_s=-1)
+    short.verify(cand)  # type: ignore[arg-type]
+    assert short.token_for("aaaaaaaaaaaaaaaa") is None  # expired
