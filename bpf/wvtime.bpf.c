@@ -8,11 +8,17 @@
  * in one schedcp-owned DSQ ordered by vtime; an idle CPU pulls the task with
  * the lowest vtime. A task that slept is placed no further back than
  * max_lag_slices slices behind the running clock (vtime_now), so sleepers get
- * a bounded boost and cannot bank unlimited credit.
+ * a bounded boost and cannot bank unlimited credit. A waking task that is
+ * owed CPU (its vtime at least preempt_lag_us behind the task furthest ahead
+ * among the running ones) preempts that task (SCX_KICK_PREEMPT) instead of
+ * waiting out its slice: without this a woken editor or request handler
+ * queued behind a CPU hog for up to a whole slice, which EEVDF never makes
+ * it do. One kick per victim stint; the victim keeps its vtime.
  *
  * No starvation: vtime_now only moves forward and every waiting task's vtime
  * is fixed while it waits, so each task eventually has the lowest vtime and
- * runs; the lag clamp bounds how long a newcomer can stay in front.
+ * runs; the lag clamp bounds how long a newcomer can stay in front, and a
+ * preemption only lets a task with a lower vtime run first.
  *
  * Trade-offs: fairer and nice-aware compared with fifo, at the cost of one
  * ordered queue (an rbtree insert per enqueue) shared by all CPUs: fine up to
@@ -29,8 +35,18 @@ char _license[] SEC("license") = "GPL";
 /* Tunables: set by the loader before load (see wvtime.json). */
 const volatile u64 slice_us = 5000;		/* full slice granted per dispatch */
 const volatile u32 max_lag_slices = 1;		/* sleeper credit, in slices */
+const volatile u64 preempt_lag_us = 2500;	/* vtime lead a wakee needs to preempt (0 = never) */
 
 #define SHARED_DSQ 1ULL
+#define MAX_CPUS 64
+
+/* Per CPU: vtime of the task running there (0: idle, or already kicked). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_CPUS);
+	__type(key, u32);
+	__type(value, u64);
+} wvtime_cpu_vtime SEC(".maps");
 
 /* The global virtual clock: vtime of the most recent task to start running. */
 static u64 vtime_now;
@@ -51,6 +67,34 @@ s32 BPF_STRUCT_OPS(wvtime_select_cpu, struct task_struct *p, s32 prev_cpu, u64 w
 	return cpu;
 }
 
+/* Preempt the running task furthest ahead of @vtime, if by preempt_lag_us. */
+static __always_inline void preempt_for(u64 vtime)
+{
+	u32 nr = sc_min(scx_bpf_nr_cpu_ids(), MAX_CPUS);
+	u64 worst = vtime + preempt_lag_us * SC_NSEC_PER_USEC, *v;
+	s32 i, victim = -1;
+
+	bpf_for(i, 0, nr) {
+		u32 cpu = i;
+
+		v = bpf_map_lookup_elem(&wvtime_cpu_vtime, &cpu);
+		if (v && *v && sc_vtime_before(worst, *v)) {
+			worst = *v;
+			victim = i;
+		}
+	}
+	if (victim < 0)
+		return;
+	{
+		u32 cpu = victim;
+
+		v = bpf_map_lookup_elem(&wvtime_cpu_vtime, &cpu);
+		if (v)
+			*v = 0;	/* one kick per victim stint */
+	}
+	sc_kick_cpu(victim, SCX_KICK_PREEMPT);
+}
+
 void BPF_STRUCT_OPS(wvtime_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	u64 vtime = p->scx.dsq_vtime;
@@ -60,6 +104,10 @@ void BPF_STRUCT_OPS(wvtime_enqueue, struct task_struct *p, u64 enq_flags)
 	if (sc_vtime_before(vtime, floor))
 		vtime = floor;
 	sc_dsq_insert_vtime(p, SHARED_DSQ, slice_ns(), vtime, enq_flags);
+
+	/* No idle CPU took it (select_cpu): a wakee owed CPU need not wait a slice. */
+	if (preempt_lag_us && (enq_flags & SCX_ENQ_WAKEUP))
+		preempt_for(vtime);
 }
 
 void BPF_STRUCT_OPS(wvtime_dispatch, s32 cpu, struct task_struct *prev)
@@ -69,15 +117,24 @@ void BPF_STRUCT_OPS(wvtime_dispatch, s32 cpu, struct task_struct *prev)
 
 void BPF_STRUCT_OPS(wvtime_running, struct task_struct *p)
 {
+	u32 cpu = scx_bpf_task_cpu(p);
+	u64 *v = bpf_map_lookup_elem(&wvtime_cpu_vtime, &cpu);
+
 	if (sc_vtime_before(vtime_now, p->scx.dsq_vtime))
 		vtime_now = p->scx.dsq_vtime;
+	if (v)
+		*v = p->scx.dsq_vtime ? p->scx.dsq_vtime : 1;
 }
 
 void BPF_STRUCT_OPS(wvtime_stopping, struct task_struct *p, bool runnable)
 {
+	u32 cpu = scx_bpf_task_cpu(p);
+	u64 *v = bpf_map_lookup_elem(&wvtime_cpu_vtime, &cpu);
 	u64 used = slice_ns() - p->scx.slice;	/* what is left of the slice was not used */
 	u32 weight = p->scx.weight ? p->scx.weight : 100;
 
+	if (v)
+		*v = 0;
 	if (used > slice_ns())	/* slice refilled by the kernel: count a full one */
 		used = slice_ns();
 	sc_task_set_dsq_vtime(p, p->scx.dsq_vtime + used * 100 / weight);
