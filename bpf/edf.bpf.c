@@ -12,7 +12,10 @@
  * request as slice. A waking task whose deadline beats the one running on its
  * CPU by more than preempt_margin_us goes to the front of that CPU's local DSQ
  * and preempts it (at most max_preempts times between two pulls from the
- * shared DSQ).
+ * shared DSQ) - unless the running task is its own short-burst waker: a
+ * server thread that wakes several workers in a row, preempted by the first,
+ * would post the rest only after that worker's whole request (it sleeps right
+ * after the wakeups anyway, and the wakee takes its CPU then).
  *
  * No starvation: the relative deadline is capped at max_deadline_ms, so a
  * task waits at most that long behind any later arrival, and preemptions per
@@ -89,6 +92,19 @@ static __always_inline u64 rel_deadline_ns(struct task_struct *p, struct task_ct
 	return sc_min(rel, max_deadline_ms * SC_NSEC_PER_MSEC);
 }
 
+/*
+ * select_cpu runs in the waker's context, so the current task is the waker
+ * (or, for a wakeup from an interrupt such as a timer, the task it
+ * interrupted: a hog there has long bursts and is still preempted). A task
+ * whose bursts fit the smallest request is about to sleep again.
+ */
+static __always_inline bool waker_is_short(void)
+{
+	struct task_ctx *wctx = ctx_of(bpf_get_current_task_btf());
+
+	return wctx && wctx->avg_burst * 2 <= min_slice_us * SC_NSEC_PER_USEC;
+}
+
 s32 BPF_STRUCT_OPS(edf_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
 	struct task_ctx *tctx = ctx_of(p);
@@ -106,6 +122,9 @@ s32 BPF_STRUCT_OPS(edf_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 	running = bpf_map_lookup_elem(&edf_cpu_deadline, &key);
 	preempts = bpf_map_lookup_elem(&edf_cpu_preempts, &key);
 	if (!running || !preempts || !*running || *preempts >= max_preempts)
+		return cpu;
+	/* Never preempt a short-burst waker in the middle of its wakeups. */
+	if (cpu == bpf_get_smp_processor_id() && waker_is_short())
 		return cpu;
 	deadline = sc_now() + rel_deadline_ns(p, tctx);
 	if (sc_vtime_before(deadline + preempt_margin_us * SC_NSEC_PER_USEC, *running)) {
