@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the compose stack and its e2e test need on a Debian 12 host:
-# docker.io (dockerd 20.10) and debootstrap from bookworm, and docker-compose v2
+# docker.io (dockerd 20.10) and mmdebstrap from bookworm, and docker-compose v2
 # from trixie. trixie is used through a private apt configuration (its own
 # source list, lists and cache), so the host's apt never sees that suite and
 # nothing else gets upgraded. Nothing is started: the test starts dockerd itself.
@@ -9,7 +9,7 @@ set -euo pipefail
 
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
-command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"
 fi

@@ -11,7 +11,8 @@ NATS events of that loop's correlation id and on the shared trace.
 
 Cold (base rootfs, wheelhouse and image all built) this takes many minutes;
 warm (everything cached) the build is seconds and the loop dominates. It is
-marked docker + slow and is not part of the default CI run (see docs/deploy.md).
+marked docker + slow and is part of the default CI run (scripts/test.sh
+installs docker first); `-m "not docker"` leaves it out.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def _ip(env: dict[str, str], project: str, service: str) -> str:
     return out.split()[0]
 
 
+# A cold run builds the base rootfs and the image first; one attempt only,
+# since a rerun would repeat minutes of work for a failure that says enough.
+@pytest.mark.timeout(2700)
+@pytest.mark.flaky(reruns=0)
 async def test_one_loop_across_the_containers(docker_env: dict[str, str], tmp_path: Path) -> None:
     env = dict(docker_env)
     _run([str(REPO / "deploy/build-images.sh")], env, 3600, "build-images (cold or warm)")
