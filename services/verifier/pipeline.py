@@ -218,6 +218,7 @@ class VerificationPipeline:
             ctx = VerifyContext(candidate=candidate, config_digest=cfg, workdir=wd,
                                 exit_stack=stack, skip_performance=skip_performance)
             failed = False
+            ran: set[str] = set()
             for name in self.order:
                 if failed:
                     notify(results[name])
@@ -226,12 +227,15 @@ class VerificationPipeline:
                     hit = self.cache.get(ctx.artifact_digest, cfg, rec.workload)
                     if hit is not None:
                         hit.cached = True
+                        # The stages not run this time, as they were when verified.
                         for s in hit.stages:
-                            notify(s)
+                            if s.name not in ran:
+                                notify(s)
                         return hit
                 notify(StageResult(name, StageStatus.RUNNING))
                 result = self._run_stage(name, ctx)
                 results[name] = result
+                ran.add(name)
                 if result.details.get("internal"):
                     rec.internal_error = True
                 notify(result)

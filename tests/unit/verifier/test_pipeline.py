@@ -78,6 +78,11 @@ def test_cache_hit_skips_later_stages(tmp_path):
     second = p.verify(Candidate(source="x", tunables={"a": 1}))
     assert second.cached and second.verdict_id == first.verdict_id
     assert stages["static"].calls == 1 and stages["build"].calls == 2
+    seen = []
+    p.verify(Candidate(source="x", tunables={"a": 1}), progress=seen.append)
+    # Progress: this build (running, done), then the cached later stages once each.
+    assert [s.name for s in seen if s.status is not StageStatus.RUNNING] == [
+        "build", "static", "kernel_verifier", "dynamic"]
     third = p.verify(Candidate(source="x", tunables={"a": 2}))  # other config digest
     assert not third.cached and stages["static"].calls == 2
     assert p.cache.by_id(first.verdict_id).passed
