@@ -184,10 +184,11 @@ def render(rows: list[dict[str, object]]) -> str:
     load_text = (f"1-minute load average {min(loads):.1f}-{max(loads):.1f} on the 2-core host while"
                  " the rows were measured" if loads else "host load not recorded for these rows")
     lines += ["", "## Reading these numbers", "",
-              "- Under TCG every sched_ext callback runs as JIT-ed BPF inside an emulated CPU, so",
-              "  each scheduling decision costs far more than EEVDF's native C path. Short-wakeup",
-              "  metrics (wakeup p50) therefore favour EEVDF heavily in the micro-VM; on hardware",
-              "  this overhead is a few hundred nanoseconds and the comparison would differ.",
+              "- Under TCG every instruction is emulated, EEVDF's and the BPF policy's alike, and",
+              "  each vCPU is a host thread: a halted vCPU woken by an IPI waits for the host",
+              "  scheduler, and a running one can be descheduled for milliseconds on a loaded host.",
+              "  Latency tails (p99) in the micro-VM are dominated by these host stalls, not by the",
+              "  policy; see docs/library.md for what was and was not policy on the wakeup server.",
               "- The rows were measured on a shared 2-core machine with other micro-VMs running",
               f"  ({load_text}). A ratio whose range straddles 1 is inconclusive;",
               "  re-run the row's command with `--repeat 5` or more on a quiet host.",
