@@ -14,11 +14,16 @@
  * typically sleeps right after the wakeup, and waking another (idle, possibly
  * halted or, in a VM, descheduled) CPU costs more than that short wait. Else
  * it takes its previous CPU if idle, any idle CPU, or the shared DSQ; then,
- * with no CPU idle, it preempts a CPU running a hog (SCX_KICK_PREEMPT).
+ * with no CPU idle, it preempts (SCX_KICK_PREEMPT) the CPU whose running task
+ * sorts latest (key = start + penalty), if that is more than preempt_margin_us
+ * after the wakee's key: a fresh hog at once, and also a longer-burst request
+ * handler early in its run (kicking only hogs left a server's dispatcher
+ * thread waiting behind its own workers, short-burst too but sorting later).
  *
  * No starvation: the penalty is bounded by hog_delay_ms and the key is
  * wall-clock based, so a hog waits at most hog_delay_ms behind any later
- * arrival; preemption only requeues a hog, and at most affine_depth tasks
+ * arrival; preemption only requeues the victim under its bounded key (one
+ * kick per victim stint), and at most affine_depth tasks
  * queue on a CPU's local DSQ ahead of the shared one.
  *
  * Trade-offs: hogs lose some throughput to preemptions and to the short
@@ -34,7 +39,8 @@ const volatile u64 slice_us = 3000;		/* slice of interactive tasks */
 const volatile u64 hog_slice_us = 20000;	/* slice of CPU hogs */
 const volatile u64 burst_thresh_us = 2000;	/* average burst at or above this = hog */
 const volatile u64 hog_delay_ms = 20;		/* largest penalty (a full hog) */
-const volatile bool preempt_hogs = true;	/* interactive wakeups kick a hog's CPU */
+const volatile bool preempt_hogs = true;	/* interactive wakeups preempt a later-sorting task */
+const volatile u64 preempt_margin_us = 1000;	/* key lead a wakeup needs to preempt */
 const volatile bool wake_affine = true;		/* short wakees queue behind the waker */
 const volatile u32 affine_depth = 2;		/* max tasks waiting on the waker's CPU */
 
@@ -53,13 +59,13 @@ struct {
 	__type(value, struct task_ctx);
 } iboost_tasks SEC(".maps");
 
-/* Per CPU: 1 while the task running there is a hog (a preemption victim). */
+/* Per CPU: key (start + penalty) of the task running there; 0 = none or kicked. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_CPUS);
 	__type(key, u32);
-	__type(value, u32);
-} iboost_cpu_hog SEC(".maps");
+	__type(value, u64);
+} iboost_cpu_key SEC(".maps");
 
 /* Largest key that started running: the queue's clock, only moves forward. */
 static u64 vtime_now;
@@ -92,24 +98,32 @@ static __always_inline u64 penalty_for(struct task_ctx *tctx)
 	return max * tctx->avg_burst / thresh;
 }
 
-/* Find a CPU running a hog, starting with @prefer, and preempt it. */
-static __always_inline void kick_a_hog(s32 prefer)
+/* Preempt the CPU whose running task sorts latest, if after @key by the margin. */
+static __always_inline void preempt_for(u64 key)
 {
 	u32 nr = sc_min(scx_bpf_nr_cpu_ids(), MAX_CPUS);
-	s32 i;
+	u64 latest = key + preempt_margin_us * SC_NSEC_PER_USEC, *k;
+	s32 i, victim = -1;
 
-	if (!nr)
-		return;
 	bpf_for(i, 0, nr) {
-		u32 cpu = ((u32)prefer + (u32)i) % nr;
-		u32 *hog = bpf_map_lookup_elem(&iboost_cpu_hog, &cpu);
+		u32 cpu = i;
 
-		if (hog && *hog) {
-			*hog = 0;	/* one kick per victim until it runs again */
-			sc_kick_cpu(cpu, SCX_KICK_PREEMPT);
-			return;
+		k = bpf_map_lookup_elem(&iboost_cpu_key, &cpu);
+		if (k && *k && sc_vtime_before(latest, *k)) {
+			latest = *k;
+			victim = i;
 		}
 	}
+	if (victim < 0)
+		return;
+	{
+		u32 cpu = victim;
+
+		k = bpf_map_lookup_elem(&iboost_cpu_key, &cpu);
+		if (k)
+			*k = 0;	/* one kick per victim until it runs again */
+	}
+	sc_kick_cpu(victim, SCX_KICK_PREEMPT);
 }
 
 s32 BPF_STRUCT_OPS(iboost_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
@@ -152,7 +166,7 @@ void BPF_STRUCT_OPS(iboost_enqueue, struct task_struct *p, u64 enq_flags)
 	sc_dsq_insert_vtime(p, SHARED_DSQ, slice_for(tctx), key, enq_flags);
 
 	if (preempt_hogs && (enq_flags & SCX_ENQ_WAKEUP) && !is_hog(tctx))
-		kick_a_hog(scx_bpf_task_cpu(p));
+		preempt_for(key);
 }
 
 void BPF_STRUCT_OPS(iboost_dispatch, s32 cpu, struct task_struct *prev)
@@ -164,25 +178,28 @@ void BPF_STRUCT_OPS(iboost_running, struct task_struct *p)
 {
 	struct task_ctx *tctx = ctx_of(p);
 	u32 cpu = scx_bpf_task_cpu(p);
-	u32 *hog = bpf_map_lookup_elem(&iboost_cpu_hog, &cpu);
+	u64 *key = bpf_map_lookup_elem(&iboost_cpu_key, &cpu);
+	u64 now = sc_now();
 
 	if (sc_vtime_before(vtime_now, p->scx.dsq_vtime))
 		vtime_now = p->scx.dsq_vtime;
-	if (hog)
-		*hog = is_hog(tctx);
+	/* Its key from when it started (start + penalty, like a deadline): a
+	 * wakeup that sorts earlier than this by the margin preempts it. */
+	if (key)
+		*key = now + penalty_for(tctx);
 	if (tctx)
-		tctx->run_start = sc_now();
+		tctx->run_start = now;
 }
 
 void BPF_STRUCT_OPS(iboost_stopping, struct task_struct *p, bool runnable)
 {
 	struct task_ctx *tctx = ctx_of(p);
 	u32 cpu = scx_bpf_task_cpu(p);
-	u32 *hog = bpf_map_lookup_elem(&iboost_cpu_hog, &cpu);
+	u64 *key = bpf_map_lookup_elem(&iboost_cpu_key, &cpu);
 	u64 now = sc_now(), ran = 0;
 
-	if (hog)
-		*hog = 0;
+	if (key)
+		*key = 0;
 	if (!tctx)
 		return;
 	if (now > tctx->run_start)
