@@ -561,6 +561,17 @@ def _dpkg_extract(deb: Path, into: Path) -> None:
 # The cache and its manifest
 
 
+@contextlib.contextmanager
+def dir_lock(directory: Path) -> Iterator[None]:
+    """An exclusive flock on ``<directory>/.lock`` for the duration."""
+    with open(directory / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class KernelCache:
     """``<cache>/kernels``: unpacked kernels, debs, private apt state, manifest.json."""
 
@@ -572,15 +583,9 @@ class KernelCache:
         self.mirror = mirror or os.environ.get("SCHEDCP_DEBIAN_MIRROR", "").strip() or DEFAULT_MIRROR
         self.manifest_path = self.root / "manifest.json"
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Serialise fetches between processes (tests, helpers, CI steps)."""
-        with open(self.root / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return dir_lock(self.root)
 
     def load_manifest(self) -> dict[str, dict]:
         try:

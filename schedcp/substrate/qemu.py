@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -37,7 +36,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +49,7 @@ from schedcp.substrate.kernel import (
     _dpkg_extract,
     cache_dir,
     compare_debian_versions,
+    dir_lock,
 )
 
 #: The first upstream release measured free of the stale-int3 race here.
@@ -146,14 +145,8 @@ class QemuCache:
         self.codename = codename
         self.manifest_path = self.root / "manifest.json"
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with open(self.root / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        return dir_lock(self.root)
 
     def load_manifest(self) -> dict:
         try:
