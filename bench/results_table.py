@@ -174,6 +174,8 @@ def render(rows: list[dict[str, object]]) -> str:
     if consistent:
         lines.append("Consistently more than 5% worse than EEVDF on a targeted class (median below "
                      "0.95x and every pairing of runs below 1): " + listed(consistent) + ".")
+    elif worse:
+        lines.append("No policy is consistently more than 5% worse than EEVDF on a class it targets.")
     if unclear:
         lines.append("")
         lines.append("Median more than 5% worse but the range reaches past 1 (inconclusive): "
