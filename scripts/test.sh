@@ -17,7 +17,6 @@ fi
 printf '\n==> lint (ruff)\n' >&2
 .venv/bin/ruff check .
 printf '\n==> tests\n' >&2
-export SCHEDCP_LOG_LEVEL=${SCHEDCP_LOG_LEVEL:-warning}
 set +e
 # Integration tests drive emulated (TCG) micro-VMs and real servers on a
 # shared 2-core machine; a failed test is run once more before it counts,

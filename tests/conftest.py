@@ -60,6 +60,9 @@ def service_env(nats_server: NatsServer, subject_prefix: str, tmp_path: Path) ->
         "SCHEDCP_DATA_DIR": str(tmp_path / "data"),
         "SCHEDCP_TRACE_FILE": str(tmp_path / "spans.jsonl"),
         "SCHEDCP_LOG_FORMAT": "text",
+        # Tests read service logs ("stopping: draining", "planned profile"),
+        # whatever level the caller's environment asks for.
+        "SCHEDCP_LOG_LEVEL": "info",
         "SCHEDCP_LLM_URL": "none",
     })
     for svc in ("observer", "planner", "verifier", "executor", "learner", "repository"):

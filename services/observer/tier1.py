@@ -294,6 +294,9 @@ class TaskSample:
     slices: int
     vol: int
     invol: int
+    #: cutime + cstime of the process (same in every thread's stat): CPU of
+    #: the children it has reaped, in clock ticks.
+    reaped_ticks: int = 0
 
 
 @dataclass
@@ -410,7 +413,8 @@ class Tier1Sampler:
             if st.state in ("Z", "X"):
                 continue  # dead, just not reaped yet: it has exited
             out.append(TaskSample(tgid, st.pid, st.comm, st.state, st.starttime,
-                                  st.utime + st.stime, run, delay, slices, vol, invol))
+                                  st.utime + st.stime, run, delay, slices, vol, invol,
+                                  st.cutime + st.cstime))
         return out
 
     # -- main loop ---------------------------------------------------------
@@ -624,6 +628,15 @@ class Tier1Sampler:
                 elif share_run < INTERACTIVE_SHARE and d_vol / observed >= INTERACTIVE_WAKEUPS_PER_S:
                     interactive += 1
         cpu_s = run / 1e9
+        # Children that live for less than a poll interval (a batch of short
+        # jobs, compiler processes) are never sampled, but a process that
+        # reaps them accumulates their CPU in cutime/cstime: the CPU of live
+        # tasks plus what the workload's processes reaped is a second,
+        # poll-independent estimate (capped at what the CPUs could give).
+        alive_run = sum(self._delta_run(tr) for tr in tracks.values() if tr.exited_at is None)
+        reaped = sum(tr.last.reaped_ticks - (tr.first.reaped_ticks if tr.present_at_start else 0)
+                     for tr in tracks.values() if tr.first.tid == tr.first.tgid and tr.exited_at is None)
+        cpu_s = max(cpu_s, min(alive_run / 1e9 + max(0, reaped) / CLK_TCK, elapsed * max(1, ncpu)))
         if cg0 and cg1 and "usage_usec" in cg0 and "usage_usec" in cg1:
             # The cgroup counter also covers tasks too short-lived to be polled.
             cpu_s = max(cpu_s, (cg1["usage_usec"] - cg0["usage_usec"]) / 1e6)

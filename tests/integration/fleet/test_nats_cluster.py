@@ -94,7 +94,8 @@ async def test_a_nats_server_killed_mid_loop_loses_and_duplicates_nothing(
     urls = ",".join(n.url for n in nats_cluster)
     base_env = {**os.environ, "SCHEDCP_NATS_URL": urls, "SCHEDCP_NATS_REPLICAS": "3",
                 "SCHEDCP_SUBJECT_PREFIX": subject_prefix, "SCHEDCP_LLM_URL": "none",
-                "SCHEDCP_LOG_FORMAT": "text",
+                # The assertions read the planners' info lines ("planned profile").
+                "SCHEDCP_LOG_FORMAT": "text", "SCHEDCP_LOG_LEVEL": "info",
                 "SCHEDCP_REPOSITORY_ADDR": f"{fleet.hosts[2].address}:50066",
                 # The planner asks the learner for history; it runs nowhere here, so that is
                 # the "learner down" path, which must not stop planning.

@@ -73,8 +73,11 @@ def test_deep_profile_records_what_depth_cost() -> None:
 REFERENCE = {
     # Sized to outlive warm-up plus the window on a busy 2-core machine.
     "parallel-build": (WC.PARALLEL_BUILD, {"units": 300}),
+    # The long tasks must still be running (CPU-bound) through the window on
+    # a quiet machine too: at 60000 kiter they ended in ~0.3 s natively and
+    # only a loaded host stretched them long enough to be seen.
     "batch-long-tail": (WC.BATCH_LONG_TAIL, {"short_tasks": 200, "long_tasks": 2, "waves": 4,
-                                             "wave_gap_ms": 1000}),
+                                             "wave_gap_ms": 1000, "long_kiter": 1500000}),
     "wakeup-server": (WC.LATENCY_SERVER, None),
     "interactive": (WC.INTERACTIVE_BACKGROUND, None),
     "hackbench": (WC.CPU_THROUGHPUT, {"loops": 100000}),
