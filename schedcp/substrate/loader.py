@@ -738,9 +738,24 @@ def watch(name: str, *, duration_s: float, poll_s: float = 0.1) -> SchedState:
     deadline = time.monotonic() + duration_s
     while True:
         s = state(name)
+        if s.ejected:
+            return _settled_exit(name, s, poll_s)
         if not s.enabled or time.monotonic() >= deadline:
             return s
         time.sleep(poll_s)
+
+
+def _settled_exit(name: str, s: SchedState, poll_s: float, settle_s: float = 5.0) -> SchedState:
+    """An ejection seen while the kernel is still "disabling": ops.exit() (which
+    records the exit kind and message) runs at the end of the kernel's disable
+    work, so the record can lag the log line by a moment on a busy machine.
+    Wait a bounded while for it rather than report an unrecorded exit."""
+    deadline = time.monotonic() + settle_s
+    while (s.ejected and s.exit is not None and not s.exit.recorded
+           and s.sched_ext_state == "disabling" and time.monotonic() < deadline):
+        time.sleep(poll_s)
+        s = state(name)
+    return s
 
 
 def unload(name: str, *, timeout_s: float = 10.0) -> SchedState:

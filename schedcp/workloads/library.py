@@ -45,12 +45,15 @@ class _TaskPool:
     """Spawns cpuburn tasks and collects each one's own start/finish times.
 
     Every child writes "ID START_NS END_NS" to one shared pipe; its finish
-    time is therefore the time its work ended, not when we reaped it.
+    time is therefore the time its work ended, not when we reaped it. The
+    pipe is drained after every reap: left until the end, a few thousand
+    tasks fill its 64 KiB and the next child blocks in write() forever.
     """
 
     def __init__(self) -> None:
         self.binary = str(ensure_native("cpuburn", build=False))
         self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
         self.running: dict[int, int] = {}  # pid -> task id
         self._buffer = b""
         self.finished: dict[int, tuple[int, int]] = {}
@@ -67,21 +70,32 @@ class _TaskPool:
         task_id = self.running.pop(pid)
         if os.waitstatus_to_exitcode(status) != 0:
             raise WorkloadError(f"task {task_id} (cpuburn) failed with status {status}")
+        self._drain()
         return task_id
+
+    def _drain(self) -> None:
+        """Parse every complete line now in the pipe; keep a partial one."""
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                task, start, end = (int(x) for x in line.split())
+                self.finished[task] = (start, end)
 
     def close(self) -> dict[int, tuple[int, int]]:
         """Collect every reported (start_ns, end_ns) by task id."""
         os.close(self.write_fd)
-        chunks = []
-        while True:
-            chunk = os.read(self.read_fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        self._drain()
         os.close(self.read_fd)
-        for line in b"".join(chunks).decode().splitlines():
-            task, start, end = (int(x) for x in line.split())
-            self.finished[task] = (start, end)
+        if self._buffer.strip():
+            raise WorkloadError(f"a task's report was cut short: {self._buffer[:80]!r}")
         return self.finished
 
 

@@ -71,8 +71,10 @@ def test_deep_profile_records_what_depth_cost() -> None:
 # -------------------------------------------------------------- reference workloads
 
 REFERENCE = {
-    # Sized to outlive warm-up plus the window on a busy 2-core machine.
-    "parallel-build": (WC.PARALLEL_BUILD, {"units": 300}),
+    # Sized to outlive warm-up plus the window on a fast quiet machine too:
+    # 300 units took ~1 s here and ended before the first look in CI; 5000
+    # take ~13 s here. The test kills it once observed.
+    "parallel-build": (WC.PARALLEL_BUILD, {"units": 5000}),
     # The long tasks must still be running (CPU-bound) through the window on
     # a quiet machine too: at 60000 kiter they ended in ~0.3 s natively and
     # only a loaded host stretched them long enough to be seen.

@@ -75,3 +75,13 @@ def test_cli_rejects_unknown_parameters():
     proc = subprocess.run([sys.executable, "-m", "schedcp.workloads", "run", "hackbench", "--param", "x=1"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no parameter 'x'" in proc.stderr
+
+
+def test_thousands_of_tasks_do_not_fill_the_report_pipe():
+    # Every task reports one line on a shared pipe; past ~1800 tasks an
+    # undrained pipe is full and the next task blocks in write() forever.
+    params = {"units": 4000, "unit_kiter": 1, "libraries": 2, "link_kiter": 1, "jobs": 4}
+    argv = workload_command("parallel-build", params)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
+    result = parse_result(proc.stdout, get_workload("parallel-build"))
+    assert result.metrics["makespan_s"] > 0
