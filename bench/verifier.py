@@ -75,7 +75,9 @@ def _noise(rec) -> str:
         parts.append(f"{perf['workload']} {perf['score']:.2f}x {perf.get('decision', '')} "
                      f"after {perf['repetitions']}/side (spread EEVDF "
                      f"{prim.get('baseline_spread', 0):.0%}, cand {prim.get('spread', 0):.0%}, "
-                     f"p={perf.get('p_value', 1):.2f})")
+                     f"p={perf.get('p_value', 1):.2f}"
+                     + (f", host CPU pressure {perf['host_cpu_pressure']:.0%}"
+                        if perf.get("host_cpu_pressure", -1) >= 0 else "") + ")")
     return "; ".join(parts) or "-"
 
 

@@ -27,23 +27,23 @@ from schedcp.v1 import common_pb2 as schedcp_dot_v1_dot_common__pb2
 from schedcp.v1 import plan_pb2 as schedcp_dot_v1_dot_plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18schedcp/v1/verdict.proto\x12\nschedcp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schedcp/v1/common.proto\x1a\x15schedcp/v1/plan.proto\"\x8c\x01\n\x0bStageResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.schedcp.v1.StageStatus\x12\x12\n\nduration_s\x18\x03 \x01(\x01\x12%\n\x08\x66indings\x18\x04 \x03(\x0b\x32\x13.schedcp.v1.Finding\x12\x0b\n\x03log\x18\x05 \x01(\t\"\xd6\x01\n\x11PerformanceResult\x12\x10\n\x08workload\x18\x01 \x01(\t\x12-\n\x07metrics\x18\x02 \x03(\x0b\x32\x1c.schedcp.v1.MetricComparison\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x13\n\x0brepetitions\x18\x04 \x01(\r\x12 \n\x18regression_threshold_pct\x18\x05 \x01(\x01\x12\x17\n\x0fmax_repetitions\x18\x06 \x01(\r\x12\x0f\n\x07p_value\x18\x07 \x01(\x01\x12\x10\n\x08\x64\x65\x63ision\x18\x08 \x01(\t\"\xba\x02\n\x0bTokenClaims\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61rtifact_digest\x18\x02 \x01(\t\x12\x15\n\rconfig_digest\x18\x03 \x01(\t\x12/\n\rnode_selector\x18\x04 \x01(\x0b\x32\x18.schedcp.v1.NodeSelector\x12.\n\nnot_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05nonce\x18\x07 \x01(\t\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x12\n\nverdict_id\x18\t \x01(\t\x12%\n\x06policy\x18\n \x01(\x0b\x32\x15.schedcp.v1.PolicyRef\"W\n\x0f\x44\x65ploymentToken\x12\x0e\n\x06\x63laims\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\talgorithm\x18\x04 \x01(\t\"\x85\x03\n\x07Verdict\x12\x1e\n\x04meta\x18\x01 \x01(\x0b\x32\x10.schedcp.v1.Meta\x12\x12\n\nverdict_id\x18\x02 \x01(\t\x12\x1e\n\x04plan\x18\x03 \x01(\x0b\x32\x10.schedcp.v1.Plan\x12\x17\n\x0f\x61rtifact_digest\x18\x04 \x01(\t\x12\x15\n\rconfig_digest\x18\x05 \x01(\t\x12\'\n\x06stages\x18\x06 \x03(\x0b\x32\x17.schedcp.v1.StageResult\x12\x0e\n\x06passed\x18\x07 \x01(\x08\x12\x32\n\x0bperformance\x18\x08 \x01(\x0b\x32\x1d.schedcp.v1.PerformanceResult\x12*\n\x05token\x18\t \x01(\x0b\x32\x1b.schedcp.v1.DeploymentToken\x12\x10\n\x08\x61rtifact\x18\n \x01(\x0c\x12\x0e\n\x06\x63\x61\x63hed\x18\x0b \x01(\x08\x12&\n\x02\x61t\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63onfig_json\x18\r \x01(\t*u\n\x0bStageStatus\x12\x1c\n\x18STAGE_STATUS_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_PASSED\x10\x01\x12\x10\n\x0cSTAGE_FAILED\x10\x02\x12\x11\n\rSTAGE_SKIPPED\x10\x03\x12\x11\n\rSTAGE_RUNNING\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18schedcp/v1/verdict.proto\x12\nschedcp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schedcp/v1/common.proto\x1a\x15schedcp/v1/plan.proto\"\x8c\x01\n\x0bStageResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.schedcp.v1.StageStatus\x12\x12\n\nduration_s\x18\x03 \x01(\x01\x12%\n\x08\x66indings\x18\x04 \x03(\x0b\x32\x13.schedcp.v1.Finding\x12\x0b\n\x03log\x18\x05 \x01(\t\"\xf1\x01\n\x11PerformanceResult\x12\x10\n\x08workload\x18\x01 \x01(\t\x12-\n\x07metrics\x18\x02 \x03(\x0b\x32\x1c.schedcp.v1.MetricComparison\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x13\n\x0brepetitions\x18\x04 \x01(\r\x12 \n\x18regression_threshold_pct\x18\x05 \x01(\x01\x12\x17\n\x0fmax_repetitions\x18\x06 \x01(\r\x12\x0f\n\x07p_value\x18\x07 \x01(\x01\x12\x10\n\x08\x64\x65\x63ision\x18\x08 \x01(\t\x12\x19\n\x11host_cpu_pressure\x18\t \x01(\x01\"\xba\x02\n\x0bTokenClaims\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61rtifact_digest\x18\x02 \x01(\t\x12\x15\n\rconfig_digest\x18\x03 \x01(\t\x12/\n\rnode_selector\x18\x04 \x01(\x0b\x32\x18.schedcp.v1.NodeSelector\x12.\n\nnot_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05nonce\x18\x07 \x01(\t\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x12\n\nverdict_id\x18\t \x01(\t\x12%\n\x06policy\x18\n \x01(\x0b\x32\x15.schedcp.v1.PolicyRef\"W\n\x0f\x44\x65ploymentToken\x12\x0e\n\x06\x63laims\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\talgorithm\x18\x04 \x01(\t\"\x85\x03\n\x07Verdict\x12\x1e\n\x04meta\x18\x01 \x01(\x0b\x32\x10.schedcp.v1.Meta\x12\x12\n\nverdict_id\x18\x02 \x01(\t\x12\x1e\n\x04plan\x18\x03 \x01(\x0b\x32\x10.schedcp.v1.Plan\x12\x17\n\x0f\x61rtifact_digest\x18\x04 \x01(\t\x12\x15\n\rconfig_digest\x18\x05 \x01(\t\x12\'\n\x06stages\x18\x06 \x03(\x0b\x32\x17.schedcp.v1.StageResult\x12\x0e\n\x06passed\x18\x07 \x01(\x08\x12\x32\n\x0bperformance\x18\x08 \x01(\x0b\x32\x1d.schedcp.v1.PerformanceResult\x12*\n\x05token\x18\t \x01(\x0b\x32\x1b.schedcp.v1.DeploymentToken\x12\x10\n\x08\x61rtifact\x18\n \x01(\x0c\x12\x0e\n\x06\x63\x61\x63hed\x18\x0b \x01(\x08\x12&\n\x02\x61t\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63onfig_json\x18\r \x01(\t*u\n\x0bStageStatus\x12\x1c\n\x18STAGE_STATUS_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_PASSED\x10\x01\x12\x10\n\x0cSTAGE_FAILED\x10\x02\x12\x11\n\rSTAGE_SKIPPED\x10\x03\x12\x11\n\rSTAGE_RUNNING\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'schedcp.v1.verdict_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STAGESTATUS']._serialized_start=1279
-  _globals['_STAGESTATUS']._serialized_end=1396
+  _globals['_STAGESTATUS']._serialized_start=1306
+  _globals['_STAGESTATUS']._serialized_end=1423
   _globals['_STAGERESULT']._serialized_start=122
   _globals['_STAGERESULT']._serialized_end=262
   _globals['_PERFORMANCERESULT']._serialized_start=265
-  _globals['_PERFORMANCERESULT']._serialized_end=479
-  _globals['_TOKENCLAIMS']._serialized_start=482
-  _globals['_TOKENCLAIMS']._serialized_end=796
-  _globals['_DEPLOYMENTTOKEN']._serialized_start=798
-  _globals['_DEPLOYMENTTOKEN']._serialized_end=885
-  _globals['_VERDICT']._serialized_start=888
-  _globals['_VERDICT']._serialized_end=1277
+  _globals['_PERFORMANCERESULT']._serialized_end=506
+  _globals['_TOKENCLAIMS']._serialized_start=509
+  _globals['_TOKENCLAIMS']._serialized_end=823
+  _globals['_DEPLOYMENTTOKEN']._serialized_start=825
+  _globals['_DEPLOYMENTTOKEN']._serialized_end=912
+  _globals['_VERDICT']._serialized_start=915
+  _globals['_VERDICT']._serialized_end=1304
 # @@protoc_insertion_point(module_scope)

@@ -40,7 +40,7 @@ class StageResult(_message.Message):
     def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StageStatus, str]] = ..., duration_s: _Optional[float] = ..., findings: _Optional[_Iterable[_Union[_common_pb2.Finding, _Mapping]]] = ..., log: _Optional[str] = ...) -> None: ...
 
 class PerformanceResult(_message.Message):
-    __slots__ = ("workload", "metrics", "score", "repetitions", "regression_threshold_pct", "max_repetitions", "p_value", "decision")
+    __slots__ = ("workload", "metrics", "score", "repetitions", "regression_threshold_pct", "max_repetitions", "p_value", "decision", "host_cpu_pressure")
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class PerformanceResult(_message.Message):
     MAX_REPETITIONS_FIELD_NUMBER: _ClassVar[int]
     P_VALUE_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    HOST_CPU_PRESSURE_FIELD_NUMBER: _ClassVar[int]
     workload: str
     metrics: _containers.RepeatedCompositeFieldContainer[_common_pb2.MetricComparison]
     score: float
@@ -57,7 +58,8 @@ class PerformanceResult(_message.Message):
     max_repetitions: int
     p_value: float
     decision: str
-    def __init__(self, workload: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.MetricComparison, _Mapping]]] = ..., score: _Optional[float] = ..., repetitions: _Optional[int] = ..., regression_threshold_pct: _Optional[float] = ..., max_repetitions: _Optional[int] = ..., p_value: _Optional[float] = ..., decision: _Optional[str] = ...) -> None: ...
+    host_cpu_pressure: float
+    def __init__(self, workload: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.MetricComparison, _Mapping]]] = ..., score: _Optional[float] = ..., repetitions: _Optional[int] = ..., regression_threshold_pct: _Optional[float] = ..., max_repetitions: _Optional[int] = ..., p_value: _Optional[float] = ..., decision: _Optional[str] = ..., host_cpu_pressure: _Optional[float] = ...) -> None: ...
 
 class TokenClaims(_message.Message):
     __slots__ = ("token_id", "artifact_digest", "config_digest", "node_selector", "not_before", "expires_at", "nonce", "key_id", "verdict_id", "policy")

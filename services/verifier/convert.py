@@ -47,6 +47,7 @@ def verdict_to_proto(rec: VerdictRecord, *, plan: plan_pb2.Plan | None = None,
         v.performance.max_repetitions = p.max_repetitions
         v.performance.p_value = p.p_value
         v.performance.decision = p.decision
+        v.performance.host_cpu_pressure = p.host_cpu_pressure
         for m in p.metrics:
             v.performance.metrics.add(metric=m.metric, baseline=m.baseline, candidate=m.candidate,
                                       ratio=m.ratio, higher_is_better=m.higher_is_better,

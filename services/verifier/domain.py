@@ -135,6 +135,9 @@ class PerformanceResult:
     p_value: float = 1.0
     #: "pass", "regression" or "inconclusive" (see services.verifier.dynamic).
     decision: str = ""
+    #: Share of the A/B's wall time the host had tasks waiting for a CPU
+    #: (PSI "some"), 0..1; -1 when the host does not report pressure.
+    host_cpu_pressure: float = -1.0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -150,6 +153,7 @@ class PerformanceResult:
             max_repetitions=int(d.get("max_repetitions") or 0),
             p_value=float(d.get("p_value", 1.0)),
             decision=str(d.get("decision") or ""),
+            host_cpu_pressure=float(d.get("host_cpu_pressure", -1.0)),
         )
 
 

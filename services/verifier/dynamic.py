@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import math
 import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -83,6 +84,38 @@ class Decision(enum.Enum):
     INCONCLUSIVE = "inconclusive"
     #: Not decided yet: run another ABBA block.
     MORE = "more"
+
+
+#: Host CPU pressure past which a regression finding says the host, not only
+#: the scheduler, may have made the difference (see host_cpu_stall_us).
+BUSY_HOST_PRESSURE = 0.25
+
+
+def host_cpu_stall_us(path: str = "/proc/pressure/cpu") -> float | None:
+    """Cumulative microseconds in which some host task waited for a CPU (PSI),
+    or None where the kernel has no PSI (or hides it from this container)."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith("some "):
+                    fields = dict(f.split("=", 1) for f in line.split()[1:])
+                    return float(fields["total"])
+    except (OSError, ValueError, KeyError):
+        return None
+    return None
+
+
+def pressure_share(before: float | None, after: float | None, wall_s: float) -> float:
+    """Share of ``wall_s`` the host spent with CPU waiters, 0..1; -1 if unknown."""
+    if before is None or after is None or wall_s <= 0 or after < before:
+        return -1.0
+    return min(1.0, (after - before) / 1e6 / wall_s)
+
+
+def _host_note(pressure: float) -> str:
+    if pressure < 0:
+        return ""
+    return f"; host CPU pressure during the A/B {pressure:.0%}"
 
 
 @dataclass
@@ -171,8 +204,13 @@ def regression_p_value(baseline: Sequence[float], candidate: Sequence[float], *,
 def judge_performance(baseline: Mapping[str, Sequence[float]],
                       candidate: Mapping[str, Sequence[float]], *, primary: str, workload: str,
                       higher_is_better: Mapping[str, bool], policy: SequentialPolicy,
-                      units: Mapping[str, str] | None = None) -> PerfOutcome:
+                      units: Mapping[str, str] | None = None,
+                      host_pressure: float = -1.0) -> PerfOutcome:
     """One step of the sequential test on the runs so far (pure: no VM).
+
+    ``host_pressure`` (0..1, -1 unknown) does not change the decision, which
+    stays the measurement's; it goes into the result and, when high, into the
+    finding, so whoever reads a regression knows the host was contended.
 
     ``decision`` is MORE while a regression past the threshold is neither
     clear nor ruled out and fewer than ``policy.max_repetitions`` runs per
@@ -200,14 +238,15 @@ def judge_performance(baseline: Mapping[str, Sequence[float]],
     result = PerformanceResult(workload=workload, metrics=metrics, score=score, repetitions=n,
                                regression_threshold_pct=policy.threshold_pct,
                                max_repetitions=policy.max_repetitions, p_value=p,
-                               decision=decision.value)
+                               decision=decision.value, host_cpu_pressure=host_pressure)
     findings: list[Finding] = []
     if prim is None:
         findings.append(Finding(Severity.ERROR, "performance-missing",
                                 f"{workload} did not report its primary metric {primary}"))
         return PerfOutcome(result, findings, decision)
     noise = (f"{n} runs per side, spread EEVDF {prim.baseline_spread:.0%} / candidate "
-             f"{prim.spread:.0%}")
+             f"{prim.spread:.0%}{_host_note(host_pressure)}")
+    busy = host_pressure >= BUSY_HOST_PRESSURE
     worse_pct = (1 - score) * 100
     if decision is Decision.REGRESSION:
         findings.append(Finding(
@@ -216,7 +255,11 @@ def judge_performance(baseline: Mapping[str, Sequence[float]],
             f"{prim.candidate:.4g} vs {prim.baseline:.4g} {prim.unit}, {noise}); the limit is "
             f"{policy.threshold_pct:.0f}% and the runs show it clearly (one-sided p={p:.3f} "
             f"<= {policy.alpha:g})",
-            hint="tune the scheduler for this workload class or keep EEVDF"))
+            hint=("the host was busy: the vCPUs competed with other host work, which can hurt a "
+                  "scheduler more than EEVDF in the VM without showing on a real node; re-verify "
+                  "on a quieter host (`schedcp verify ... --no-cache`), else tune the scheduler "
+                  "for this workload class or keep EEVDF") if busy else
+                 "tune the scheduler for this workload class or keep EEVDF"))
     elif decision is Decision.INCONCLUSIVE:
         findings.append(Finding(
             Severity.WARNING, "performance-inconclusive",
@@ -246,19 +289,23 @@ def abba_order(start: int, count: int) -> list[str]:
 
 def run_sequential(run_one: Callable[[str], Mapping[str, float]], *, primary: str, workload: str,
                    higher_is_better: Mapping[str, bool], policy: SequentialPolicy,
-                   units: Mapping[str, str] | None = None) -> PerfOutcome:
+                   units: Mapping[str, str] | None = None,
+                   pressure: Callable[[], float | None] = host_cpu_stall_us) -> PerfOutcome:
     """Run ABBA blocks through ``run_one(side)`` ("base" or "cand" -> metrics)
     until :func:`judge_performance` decides; the node handling is the caller's."""
     runs: dict[str, dict[str, list[float]]] = {"base": {}, "cand": {}}
     done = 0
     batch = policy.repetitions
+    stall0, t0 = pressure(), time.monotonic()
     while True:
         for side in abba_order(done, batch):
             for k, v in run_one(side).items():
                 runs[side].setdefault(k, []).append(float(v))
         done += batch
+        share = pressure_share(stall0, pressure(), time.monotonic() - t0)
         out = judge_performance(runs["base"], runs["cand"], primary=primary, workload=workload,
-                                higher_is_better=higher_is_better, units=units, policy=policy)
+                                higher_is_better=higher_is_better, units=units, policy=policy,
+                                host_pressure=share)
         if out.decision is not Decision.MORE:
             return out
         # One ABBA block more, never past the maximum.

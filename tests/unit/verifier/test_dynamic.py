@@ -20,7 +20,9 @@ from services.verifier.dynamic import (
     Decision,
     SequentialPolicy,
     abba_order,
+    host_cpu_stall_us,
     judge_performance,
+    pressure_share,
     regression_p_value,
     run_sequential,
 )
@@ -373,3 +375,43 @@ def test_a_task_starved_before_its_first_iteration_reports_that_wait():
         out = fn(0.02, forked_3s_ago)
         assert out["start_delay_s"] >= 3.0 and out["max_wait_s"] >= 3.0, fn.__name__
     assert guest_suite._spinner(0.02, time.monotonic())["max_wait_s"] < 1.0
+
+
+# ------------------------------------------------------------ host pressure
+
+
+def test_host_cpu_stall_is_read_from_psi(tmp_path):
+    psi = tmp_path / "cpu"
+    psi.write_text("some avg10=8.24 avg60=8.83 avg300=15.86 total=12726081945\n"
+                   "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    assert host_cpu_stall_us(str(psi)) == 12726081945.0
+    assert host_cpu_stall_us(str(tmp_path / "missing")) is None
+    psi.write_text("garbage\n")
+    assert host_cpu_stall_us(str(psi)) is None
+
+
+def test_pressure_share_is_a_fraction_of_the_wall_time_or_unknown():
+    assert pressure_share(1_000_000, 3_000_000, 4.0) == pytest.approx(0.5)
+    assert pressure_share(0, 9e9, 1.0) == 1.0  # clamped
+    assert pressure_share(None, 5.0, 1.0) == -1.0 and pressure_share(5.0, None, 1.0) == -1.0
+    assert pressure_share(5.0, 4.0, 1.0) == -1.0  # counter went back: not trusted
+
+
+def test_a_regression_on_a_busy_host_says_so_and_keeps_its_decision():
+    quiet = _judge(CLEAR_BASE, CLEAR_CAND)
+    busy = judge_performance({"ops": CLEAR_BASE}, {"ops": CLEAR_CAND}, primary="ops", workload="w",
+                             higher_is_better={"ops": True}, policy=POLICY, host_pressure=0.6)
+    assert busy.decision is quiet.decision is Decision.REGRESSION
+    err = next(f for f in busy.findings if f.severity is Severity.ERROR)
+    assert "host CPU pressure during the A/B 60%" in err.message
+    assert "quieter host" in err.hint and busy.result.host_cpu_pressure == 0.6
+    quiet_err = next(f for f in quiet.findings if f.severity is Severity.ERROR)
+    assert "quieter host" not in quiet_err.hint and quiet.result.host_cpu_pressure == -1.0
+
+
+def test_the_sequential_test_measures_host_pressure_over_its_runs():
+    stalls = iter([0.0, 2e9, 2e9, 2e9])  # 2 s of waiting by the first judgement
+    run_one, _ = _fake_runs(1.2, 0.02, 1)
+    out = run_sequential(run_one, primary="ops", workload="w", higher_is_better={"ops": True},
+                         policy=POLICY, pressure=lambda: next(stalls))
+    assert out.decision is Decision.PASS and 0 < out.result.host_cpu_pressure <= 1
