@@ -63,6 +63,13 @@ class SequentialPolicy:
     #: latency with p = 0.014 and 0.032 on a host at load 10, where the same
     #: schedulers had measured 0.66x and 2.97x EEVDF an hour earlier.
     alpha: float = 0.01
+    #: A regression measured while the host was busy (CPU pressure at least
+    #: BUSY_HOST_PRESSURE) is measured once more after waiting up to this
+    #: long for the host to calm down; the second measurement decides. 0: no
+    #: second look. Like the starvation check's confirmation run, it keeps a
+    #: burst of host load from failing a good scheduler, and a real
+    #: regression fails twice.
+    calm_wait_s: float = 120.0
 
     def __post_init__(self) -> None:
         if self.repetitions < 1:
@@ -74,6 +81,8 @@ class SequentialPolicy:
             raise ValueError("threshold_pct must be in [0, 100)")
         if not 0.0 < self.alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
+        if self.calm_wait_s < 0:
+            raise ValueError("calm_wait_s must not be negative")
 
 
 class Decision(enum.Enum):
@@ -287,22 +296,20 @@ def abba_order(start: int, count: int) -> list[str]:
     return order
 
 
-def run_sequential(run_one: Callable[[str], Mapping[str, float]], *, primary: str, workload: str,
-                   higher_is_better: Mapping[str, bool], policy: SequentialPolicy,
-                   units: Mapping[str, str] | None = None,
-                   pressure: Callable[[], float | None] = host_cpu_stall_us) -> PerfOutcome:
-    """Run ABBA blocks through ``run_one(side)`` ("base" or "cand" -> metrics)
-    until :func:`judge_performance` decides; the node handling is the caller's."""
+def _measure(run_one: Callable[[str], Mapping[str, float]], *, primary: str, workload: str,
+             higher_is_better: Mapping[str, bool], policy: SequentialPolicy,
+             units: Mapping[str, str] | None, pressure: Callable[[], float | None],
+             clock: Callable[[], float]) -> PerfOutcome:
     runs: dict[str, dict[str, list[float]]] = {"base": {}, "cand": {}}
     done = 0
     batch = policy.repetitions
-    stall0, t0 = pressure(), time.monotonic()
+    stall0, t0 = pressure(), clock()
     while True:
         for side in abba_order(done, batch):
             for k, v in run_one(side).items():
                 runs[side].setdefault(k, []).append(float(v))
         done += batch
-        share = pressure_share(stall0, pressure(), time.monotonic() - t0)
+        share = pressure_share(stall0, pressure(), clock() - t0)
         out = judge_performance(runs["base"], runs["cand"], primary=primary, workload=workload,
                                 higher_is_better=higher_is_better, units=units, policy=policy,
                                 host_pressure=share)
@@ -310,6 +317,54 @@ def run_sequential(run_one: Callable[[str], Mapping[str, float]], *, primary: st
             return out
         # One ABBA block more, never past the maximum.
         batch = min(2, policy.max_repetitions - done)
+
+
+def wait_for_calm(pressure: Callable[[], float | None], *, limit_s: float,
+                  sleep: Callable[[float], None] = time.sleep,
+                  clock: Callable[[], float] = time.monotonic,
+                  window_s: float = 5.0) -> tuple[float, float]:
+    """Wait until a ``window_s`` window shows host CPU pressure below
+    BUSY_HOST_PRESSURE, for at most ``limit_s``: (seconds waited, last share)."""
+    start = clock()
+    share = -1.0
+    while clock() - start < limit_s:
+        before, t = pressure(), clock()
+        sleep(min(window_s, max(0.0, limit_s - (t - start))))
+        share = pressure_share(before, pressure(), clock() - t)
+        if 0 <= share < BUSY_HOST_PRESSURE:
+            break
+    return clock() - start, share
+
+
+def run_sequential(run_one: Callable[[str], Mapping[str, float]], *, primary: str, workload: str,
+                   higher_is_better: Mapping[str, bool], policy: SequentialPolicy,
+                   units: Mapping[str, str] | None = None,
+                   pressure: Callable[[], float | None] = host_cpu_stall_us,
+                   sleep: Callable[[float], None] = time.sleep,
+                   clock: Callable[[], float] = time.monotonic) -> PerfOutcome:
+    """Run ABBA blocks through ``run_one(side)`` ("base" or "cand" -> metrics)
+    until :func:`judge_performance` decides; the node handling is the caller's.
+
+    A regression found while the host was busy is measured once more after
+    the host calms down (``policy.calm_wait_s``), and that measurement decides.
+    """
+    kw = dict(primary=primary, workload=workload, higher_is_better=higher_is_better,
+              policy=policy, units=units, pressure=pressure, clock=clock)
+    first = _measure(run_one, **kw)  # type: ignore[arg-type]
+    busy = first.result is not None and first.result.host_cpu_pressure >= BUSY_HOST_PRESSURE
+    if first.decision is not Decision.REGRESSION or not busy or policy.calm_wait_s <= 0:
+        return first
+    assert first.result is not None
+    waited, share = wait_for_calm(pressure, limit_s=policy.calm_wait_s, sleep=sleep, clock=clock)
+    second = _measure(run_one, **kw)  # type: ignore[arg-type]
+    calm = (f"the host calmed to {share:.0%} after {waited:.0f} s" if 0 <= share < BUSY_HOST_PRESSURE
+            else f"the host was still busy after {waited:.0f} s")
+    second.findings.insert(0, Finding(
+        Severity.INFO, "performance-remeasured",
+        f"{workload}: the first A/B measured {first.result.score:.2f}x EEVDF (p="
+        f"{first.result.p_value:.3f}) at host CPU pressure {first.result.host_cpu_pressure:.0%}; "
+        f"{calm}; this second A/B decides"))
+    return second
 
 
 class WorkloadABRunner:

@@ -20,6 +20,7 @@ class JudgeSettings:
     max_repetitions: int
     regression_pct: float
     regression_alpha: float
+    calm_wait_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ def load_judge(environ: dict[str, str] | None = None) -> JudgeSettings:
             doc="One-sided significance (exact Mann-Whitney) at which a regression past the "
                 "threshold fails the performance check (stricter than 0.05: the test looks "
                 "up to three times and host-load bursts span adjacent runs)."),
+        calm_wait_s=env_float(
+            "SCHEDCP_VERIFIER_CALM_WAIT_S", 120.0, minimum=0.0, maximum=3600.0, environ=environ,
+            doc="A performance regression measured while the host's CPU pressure was 25% or "
+                "more is measured again after waiting up to this long for the host to calm "
+                "down; the second A/B decides. 0: decide on the first."),
     )
 
 

@@ -164,7 +164,8 @@ def default_verifier(data_dir: Path, *, judge: JudgeSettings | None = None,
                         wait_factor=judge.wait_factor, calibrate=judge.calibrate_waits)
     policy = SequentialPolicy(repetitions=judge.repetitions,
                               max_repetitions=judge.max_repetitions,
-                              threshold_pct=judge.regression_pct, alpha=judge.regression_alpha)
+                              threshold_pct=judge.regression_pct, alpha=judge.regression_alpha,
+                              calm_wait_s=judge.calm_wait_s)
     stages: dict[str, Stage] = {
         "build": BuildStage(builder=builder),
         "static": StaticStage(project_include_dirs=[BPF_INCLUDE_DIR]),

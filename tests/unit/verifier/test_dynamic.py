@@ -23,6 +23,7 @@ from services.verifier.dynamic import (
     host_cpu_stall_us,
     judge_performance,
     pressure_share,
+    wait_for_calm,
     regression_p_value,
     run_sequential,
 )
@@ -415,3 +416,75 @@ def test_the_sequential_test_measures_host_pressure_over_its_runs():
     out = run_sequential(run_one, primary="ops", workload="w", higher_is_better={"ops": True},
                          policy=POLICY, pressure=lambda: next(stalls))
     assert out.decision is Decision.PASS and 0 < out.result.host_cpu_pressure <= 1
+
+
+class _Host:
+    """A fake host: PSI stall counter and clock that advance with each run."""
+
+    def __init__(self, busy_runs: int) -> None:
+        self.t, self.stall, self.runs, self.busy_runs = 0.0, 0.0, 0, busy_runs
+        self.slept = 0.0
+
+    def run(self, seconds: float = 3.0) -> None:
+        busy = self.runs < self.busy_runs
+        self.runs += 1
+        self.t += seconds
+        self.stall += seconds * 1e6 * (0.8 if busy else 0.05)
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+        self.slept += s
+        self.stall += s * 1e6 * (0.8 if self.runs < self.busy_runs else 0.05)
+
+
+def _host_runs(host: _Host, cand_when_busy: float, cand_when_calm: float):
+    def run_one(side: str) -> dict[str, float]:
+        busy = host.runs < host.busy_runs
+        host.run()
+        if side == "base":
+            return {"ops": 100.0 + host.runs % 3}
+        return {"ops": (cand_when_busy if busy else cand_when_calm) + host.runs % 3}
+    return run_one
+
+
+def _seq_on(host: _Host, run_one, policy=POLICY):
+    return run_sequential(run_one, primary="ops", workload="w", higher_is_better={"ops": True},
+                          policy=policy, pressure=lambda: host.stall, sleep=host.sleep,
+                          clock=lambda: host.t)
+
+
+def test_a_regression_seen_only_while_the_host_was_busy_is_remeasured_and_passes():
+    host = _Host(busy_runs=12)  # the first A/B (6 a side) runs on a busy host
+    out = _seq_on(host, _host_runs(host, cand_when_busy=50.0, cand_when_calm=101.0))
+    assert out.decision is Decision.PASS
+    assert out.findings[0].rule == "performance-remeasured"
+    assert "0.50x EEVDF" in out.findings[0].message and "80%" in out.findings[0].message
+    assert "calmed" in out.findings[0].message and out.result.host_cpu_pressure < 0.25
+
+
+def test_a_real_regression_fails_on_the_second_look_too():
+    host = _Host(busy_runs=12)
+    out = _seq_on(host, _host_runs(host, cand_when_busy=50.0, cand_when_calm=50.0))
+    assert out.decision is Decision.REGRESSION
+    assert [f.rule for f in out.findings][:1] == ["performance-remeasured"]
+
+
+def test_a_regression_on_a_quiet_host_is_not_remeasured():
+    host = _Host(busy_runs=0)
+    out = _seq_on(host, _host_runs(host, cand_when_busy=50.0, cand_when_calm=50.0))
+    assert out.decision is Decision.REGRESSION and host.slept == 0 and host.runs == 12
+    assert all(f.rule != "performance-remeasured" for f in out.findings)
+
+
+def test_no_second_look_when_disabled():
+    host = _Host(busy_runs=100)
+    policy = SequentialPolicy(repetitions=2, max_repetitions=6, threshold_pct=10, calm_wait_s=0)
+    out = _seq_on(host, _host_runs(host, cand_when_busy=50.0, cand_when_calm=101.0), policy)
+    assert out.decision is Decision.REGRESSION and host.runs == 12
+
+
+def test_wait_for_calm_gives_up_at_its_limit():
+    host = _Host(busy_runs=10**6)
+    waited, share = wait_for_calm(lambda: host.stall, limit_s=30, sleep=host.sleep,
+                                  clock=lambda: host.t)
+    assert waited == pytest.approx(30) and share == pytest.approx(0.8)
