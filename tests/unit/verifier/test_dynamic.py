@@ -23,9 +23,9 @@ from services.verifier.dynamic import (
     host_cpu_stall_us,
     judge_performance,
     pressure_share,
-    wait_for_calm,
     regression_p_value,
     run_sequential,
+    wait_for_calm,
 )
 from services.verifier.pipeline import StageFailed, VerdictRecord, VerifyContext
 from services.verifier.stages import (
