@@ -64,6 +64,9 @@ def service_env(nats_server: NatsServer, subject_prefix: str, tmp_path: Path) ->
         # whatever level the caller's environment asks for.
         "SCHEDCP_LOG_LEVEL": "info",
         "SCHEDCP_LLM_URL": "none",
+        # One breaker measurement a side is enough where the breaker's
+        # accuracy is not what is tested (tests/integration/executor is).
+        "SCHEDCP_EXECUTOR_PROBE_REPETITIONS": "1",
     })
     for svc in ("observer", "planner", "verifier", "executor", "learner", "repository"):
         env[f"SCHEDCP_{svc.upper()}_ADDR"] = f"127.0.0.1:{free_port()}"

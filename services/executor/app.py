@@ -83,7 +83,7 @@ async def setup(ctx: ServiceContext) -> None:
                      ledger=PersistentNonceLedger(state_dir / "nonces.jsonl"), audit=audit)
     executor = NodeExecutor(node_name=node_name, node=node, gate=gate, store=NodeStateStore(state_dir / "state.json"),
                             audit=audit, artifacts_dir=state_dir / "artifacts",
-                            breaker=CircuitBreaker(settings.regression_pct), metrics=WorkloadProbe(node=node))
+                            breaker=CircuitBreaker(settings.regression_pct), metrics=WorkloadProbe(node=node, repetitions=settings.probe_repetitions))
     await executor.reconcile()
 
     async def publish(subject: str, message: Any) -> object:

@@ -24,6 +24,7 @@ class Settings:
     canary: float
     bake_s: float
     regression_pct: float
+    probe_repetitions: int = 3
 
 
 def _pairs(variable: str, raw: str | None) -> dict[str, str]:
@@ -77,4 +78,9 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         regression_pct=env_float("SCHEDCP_EXECUTOR_REGRESSION_PCT", 10.0, minimum=0.0, maximum=100.0,
                                  environ=environ,
                                  doc="Default regression of the target metric that trips the circuit breaker, %."),
+        probe_repetitions=env_int("SCHEDCP_EXECUTOR_PROBE_REPETITIONS", 3, minimum=1, maximum=21,
+                                  environ=environ,
+                                  doc="Runs of the reference workload before a deployment and again during "
+                                      "the bake; the breaker compares the medians (one run can be a host "
+                                      "hiccup and hide a 2x regression)."),
     )

@@ -94,6 +94,7 @@ async def test_one_loop_across_the_containers(docker_env: dict[str, str], tmp_pa
     env.update({"SCHEDCP_TRACES_DIR": str(traces), "SCHEDCP_KERNEL_CACHE": str(REPO / ".cache/kernels"),
                 "SCHEDCP_QEMU_CACHE": str(REPO / ".cache/qemu"),
                 "SCHEDCP_VERIFIER_REPETITIONS": "1", "SCHEDCP_EXECUTOR_BAKE_S": "1",
+                "SCHEDCP_EXECUTOR_PROBE_REPETITIONS": "1",
                 # Only this test's loop: no node-triggered profiles queued ahead
                 # of it, and two candidates (the best measured still wins).
                 "SCHEDCP_OBSERVER_TRIGGERS": "false", "SCHEDCP_PLANNER_MAX_CANDIDATES": "2"})

@@ -122,7 +122,7 @@ async def test_canary_rollout_and_rollback_across_three_executors(
     base = {**os.environ, "SCHEDCP_NATS_URL": ",".join(n.url for n in nats_cluster), "SCHEDCP_NATS_REPLICAS": "3",
             "SCHEDCP_SUBJECT_PREFIX": subject_prefix, "SCHEDCP_LLM_URL": "none", "SCHEDCP_LOG_FORMAT": "text",
             "SCHEDCP_VERIFIER_ADDR": verifier_addr, "SCHEDCP_EXECUTOR_VM_MEM_MB": "512",
-            "SCHEDCP_EXECUTOR_BAKE_S": "1",
+            "SCHEDCP_EXECUTOR_BAKE_S": "1", "SCHEDCP_EXECUTOR_PROBE_REPETITIONS": "1",
             # grpc's at-fork handlers crash the forked child (before it execs qemu) while other
             # threads are in gRPC: "qemu exited with -11". The services do not rely on fork support.
             "GRPC_ENABLE_FORK_SUPPORT": "0",
