@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -152,9 +153,11 @@ class KernelVerifierStage:
 
     name = "kernel_verifier"
 
-    def __init__(self, *, nodes: NodeProvider, watchdog_timeout_ms: int = 5000) -> None:
+    def __init__(self, *, nodes: NodeProvider, watchdog_timeout_ms: int = 5000,
+                 leftover_settle_s: float = 30.0) -> None:
         self.nodes = nodes
         self.watchdog_timeout_ms = watchdog_timeout_ms
+        self.leftover_settle_s = leftover_settle_s
 
     def run(self, ctx: VerifyContext) -> StageOutcome:
         from schedcp.substrate.loader import AttachFailed, Ejected, VerifierRejected
@@ -163,8 +166,7 @@ class KernelVerifierStage:
         node = ctx.exit_stack.enter_context(self.nodes())
         ctx.node = node
         try:
-            res = node.load(ctx.object_path, tunables=ctx.candidate.tunables,
-                            ops_overrides={"timeout_ms": self.watchdog_timeout_ms})
+            res = self._load(node, ctx)
         except VerifierRejected as exc:
             log = str(exc.details.get("log") or "")
             summary = summarize(log)
@@ -184,10 +186,53 @@ class KernelVerifierStage:
                             details={"ops_name": res.name, "load_ms": round(res.load_ms, 1),
                                      "total_ms": round(res.total_ms, 1)})
 
+    def _load(self, node: Any, ctx: VerifyContext) -> Any:
+        """Load the candidate; on a reused node, first clear what an earlier
+        candidate left behind (its unload failed or the kernel was still
+        disabling it), which is not this candidate's fault."""
+        from schedcp.substrate.loader import SchedulerBusy
+
+        def load() -> Any:
+            return node.load(ctx.object_path, tunables=ctx.candidate.tunables,
+                             ops_overrides={"timeout_ms": self.watchdog_timeout_ms})
+
+        try:
+            return load()
+        except SchedulerBusy as exc:
+            left = _clear_leftover(node, settle_s=self.leftover_settle_s)
+            if left is not None:
+                raise SchedulerBusy(
+                    f"the verification node still runs {left!r} from an earlier candidate "
+                    f"({exc.message}) and it could not be unloaded",
+                    hint="this is not the candidate's fault: restart the node (or the "
+                         "verifier) and retry") from exc
+            return load()
+
 
 def _quiet_unload(node: SchedNodeLike, name: str) -> None:
     with contextlib.suppress(Exception):
         node.unload(name)
+
+
+def _clear_leftover(node: Any, *, settle_s: float, poll_s: float = 0.5) -> str | None:
+    """Unload whatever scheduler a node still runs and wait (up to
+    ``settle_s``) for sched_ext to be disabled; None once it is, else the
+    name of what is still there."""
+    deadline = time.monotonic() + settle_s
+    tried: set[str] = set()
+    while True:
+        st = node.state()
+        if st.sched_ext_state == "disabled":
+            return None
+        ops = st.root_ops or ""
+        if st.sched_ext_state == "enabled" and ops and ops not in tried:
+            tried.add(ops)
+            with contextlib.suppress(Exception):
+                node.unload(ops)
+            continue
+        if time.monotonic() >= deadline:
+            return ops or st.sched_ext_state
+        time.sleep(poll_s)
 
 
 # ------------------------------------------------------------------ dynamic

@@ -488,3 +488,74 @@ def test_wait_for_calm_gives_up_at_its_limit():
     waited, share = wait_for_calm(lambda: host.stall, limit_s=30, sleep=host.sleep,
                                   clock=lambda: host.t)
     assert waited == pytest.approx(30) and share == pytest.approx(0.8)
+
+
+# ------------------------------------------------- leftovers on a reused node
+
+
+class _BusyNode:
+    """A node an earlier candidate left ``left`` loaded on; unload works
+    unless ``stuck``; the kernel needs ``disabling_polls`` polls to finish."""
+
+    def __init__(self, left: str, *, stuck: bool = False, disabling_polls: int = 2) -> None:
+        from types import SimpleNamespace
+
+        self._ns = SimpleNamespace
+        self.left, self.stuck, self.polls = left, stuck, disabling_polls
+        self.state_name = "enabled"
+        self.loads: list[str] = []
+
+    def state(self, name=None):
+        if self.state_name == "disabling":
+            self.polls -= 1
+            if self.polls <= 0:
+                self.state_name = "disabled"
+        return self._ns(sched_ext_state=self.state_name,
+                        root_ops=self.left if self.state_name != "disabled" else "")
+
+    def unload(self, name):
+        if not self.stuck:
+            self.state_name = "disabling"
+
+    def load(self, path, **kw):
+        from schedcp.substrate.loader import SchedulerBusy
+
+        if self.state_name != "disabled":
+            raise SchedulerBusy(f"sched_ext is {self.state_name} with scheduler {self.left!r}")
+        self.loads.append(str(path))
+        return self._ns(name="cand", libbpf_log="", load_ms=1.0, total_ms=2.0)
+
+
+def _kv_ctx(node):
+    import contextlib
+    from pathlib import Path
+
+    from services.verifier.stages import KernelVerifierStage
+
+    stage = KernelVerifierStage(nodes=lambda: contextlib.nullcontext(node), leftover_settle_s=0.2)
+    ctx = VerifyContext(candidate=Candidate(source="", name="cand"), config_digest="c",
+                        workdir=Path("/tmp"), exit_stack=contextlib.ExitStack())
+    ctx.object_path = Path("/tmp/cand.bpf.o")
+    return stage, ctx
+
+
+def test_a_leftover_scheduler_on_a_reused_node_is_cleared_before_loading():
+    node = _BusyNode("las")
+    stage, ctx = _kv_ctx(node)
+    try:
+        out = stage.run(ctx)
+    finally:
+        ctx.exit_stack.close()
+    assert out.details["ops_name"] == "cand" and node.loads == ["/tmp/cand.bpf.o"]
+
+
+def test_a_leftover_that_will_not_unload_is_not_blamed_on_the_candidate():
+    from schedcp.substrate.loader import SchedulerBusy
+
+    node = _BusyNode("las", stuck=True)
+    stage, ctx = _kv_ctx(node)
+    with pytest.raises(SchedulerBusy) as ei:
+        stage.run(ctx)
+    ctx.exit_stack.close()
+    assert "still runs 'las' from an earlier candidate" in ei.value.message
+    assert "not the candidate's fault" in ei.value.hint and node.loads == []
