@@ -122,15 +122,40 @@ def test_vm_stage_corpus_caught_at_right_stage(verifier, name):
 LIBRARY = sorted((ROOT / "bpf").glob("*.bpf.c"))
 
 
+@pytest.fixture(scope="module")
+def fresh_vm_verifier(kernel, tmp_path_factory):
+    """Wired as the service is: one freshly booted micro-VM per candidate, so
+    one candidate's leftovers can never decide another's verdict."""
+    from schedcp.substrate.build import BPF_INCLUDE_DIR, BpfBuilder
+    from schedcp.substrate.nodes import boot_vm_node
+    from services.verifier.stages import (
+        BuildStage,
+        DynamicStage,
+        KernelVerifierStage,
+        StaticStage,
+        SuiteConfig,
+    )
+
+    d = tmp_path_factory.mktemp("verifier-fresh")
+    stages = {
+        "build": BuildStage(builder=BpfBuilder(btf=kernel.vmlinux)),
+        "static": StaticStage(project_include_dirs=[BPF_INCLUDE_DIR]),
+        "kernel_verifier": KernelVerifierStage(nodes=lambda: boot_vm_node(kernel=kernel)),
+        "dynamic": DynamicStage(suite=SuiteConfig(duration_s=4.0, max_wait_s=2.0)),
+    }
+    pipe = VerificationPipeline(stages=stages, cache=VerdictCache(d / "cache"), workdir=d / "w")
+    return ExecutionVerifier(pipeline=pipe, keyring=tokens.KeyRing(d / "keys"))
+
+
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.name.removesuffix(".bpf.c"))
-def test_library_scheduler_passes_every_stage(verifier, path):
+def test_library_scheduler_passes_every_stage(fresh_vm_verifier, path):
     """No false positive on the project's own library: build, kernel verifier,
     static analysis and the dynamic stress suite (short tasks, fork storms,
     hogs with an interactive task, pinned tasks, nice levels, each task's
     measured wait under the EEVDF-calibrated bound) all pass with the
     default tunables. The A/B performance check on each scheduler's target
     class is measured by bench/verifier.py (docs/benchmarks-verifier.md)."""
-    rec = verifier.verify(_cand(path)).record
+    rec = fresh_vm_verifier.verify(_cand(path)).record
     # The failing stage's findings and log tail, not a truncated dict.
     failed = [(s.name, [f"{f.rule}: {f.message}" for f in s.findings], s.log[-800:])
               for s in rec.stages if s.status is StageStatus.FAILED]
