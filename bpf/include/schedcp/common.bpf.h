@@ -44,4 +44,26 @@ static __always_inline bool sc_vtime_before(u64 a, u64 b)
 	return (s64)(a - b) < 0;
 }
 
+/*
+ * ops.dispatch() runs BEFORE a prev whose slice ran out is put back on the
+ * queue, so a dispatch that only moves the queue's head hands the CPU over
+ * even when prev's key is the better one: every slice expiry becomes a
+ * round-robin turn, whatever the keys say. sc_keep_prev() refills prev's
+ * slice instead (prev keeps the CPU, no stopping/running in between) when
+ * prev is still runnable and @prev_key is before the head of the
+ * vtime-ordered @dsq_id. With the queue empty the kernel keeps prev itself.
+ */
+static __always_inline bool sc_keep_prev(struct task_struct *prev, u64 prev_key,
+					 u64 dsq_id, u64 slice)
+{
+	u64 head;
+
+	if (!prev || !(prev->scx.flags & SCX_TASK_QUEUED))
+		return false;
+	if (!sc_dsq_peek_vtime(dsq_id, &head) || !sc_vtime_before(prev_key, head))
+		return false;
+	sc_task_set_slice(prev, slice);
+	return true;
+}
+
 #endif /* __SCHEDCP_COMMON_BPF_H */

@@ -68,6 +68,11 @@ void scx_bpf_error_bstr___sc(char *fmt, unsigned long long *data, u32 data__sz) 
 void scx_bpf_exit_bstr___sc(s64 exit_code, char *fmt, unsigned long long *data,
 			    u32 data__sz) __ksym __weak;
 
+/* DSQ iterator (6.12+), used to peek at a queue's head */
+int bpf_iter_scx_dsq_new___sc(struct bpf_iter_scx_dsq *it, u64 dsq_id, u64 flags) __ksym __weak;
+struct task_struct *bpf_iter_scx_dsq_next___sc(struct bpf_iter_scx_dsq *it) __ksym __weak;
+void bpf_iter_scx_dsq_destroy___sc(struct bpf_iter_scx_dsq *it) __ksym __weak;
+
 /* ---- the portable API: use these in schedulers ---- */
 
 /*
@@ -105,6 +110,26 @@ static __always_inline bool sc_dsq_move_to_local(u64 dsq_id)
 	if (bpf_ksym_exists(scx_bpf_dsq_move_to_local___sc))
 		return scx_bpf_dsq_move_to_local___sc(dsq_id);
 	return scx_bpf_consume___sc(dsq_id);
+}
+
+/*
+ * The key (dsq_vtime) of the first task on the vtime-ordered @dsq_id; false
+ * when the queue is empty or the kernel cannot iterate DSQs.
+ */
+static __always_inline bool sc_dsq_peek_vtime(u64 dsq_id, u64 *vtime)
+{
+	struct bpf_iter_scx_dsq it;
+	struct task_struct *p = NULL;
+
+	if (!bpf_ksym_exists(bpf_iter_scx_dsq_new___sc))
+		return false;
+	/* The verifier wants destroy after every new, even a failed one. */
+	if (!bpf_iter_scx_dsq_new___sc(&it, dsq_id, 0))
+		p = bpf_iter_scx_dsq_next___sc(&it);
+	if (p)
+		*vtime = p->scx.dsq_vtime;
+	bpf_iter_scx_dsq_destroy___sc(&it);
+	return p != NULL;
 }
 
 static __always_inline void sc_task_set_slice(struct task_struct *p, u64 slice)

@@ -155,9 +155,9 @@ def test_cgfair_splits_cpu_by_cgroup_weight(vm_node, vm_builder) -> None:
         assert st.enabled and not st.ejected, st.exit
     finally:
         vm_node.unload("cgfair")
-    # The weights ask for 4:1. A cgroup-blind policy gives 1:1 (measured 1.0
-    # and 0.76 with an earlier cgfair that lost the weights); on the loaded
-    # TCG host the current one measured 1.76. Assert the weight is clearly
-    # honoured rather than the exact ratio (see docs/library.md).
-    assert light > 0 and heavy / light > 1.3, (light, heavy)
+    # The weights ask for 4:1. A cgroup-blind policy gives 1:1; a cgfair that
+    # let every slice expiry hand the CPU to the queue's head measured 1.15-2.0
+    # (CI failed on 1.24). The current one measured 3.86-4.02, also with a
+    # busy host; the bound leaves room for TCG noise (see docs/library.md).
+    assert light > 0 and heavy / light > 2.5, (light, heavy)
     _assert_idle(vm_node)
