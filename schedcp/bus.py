@@ -75,8 +75,10 @@ class Subscription(Generic[M]):
     """A running consumer loop; ``stop`` lets in-flight work finish."""
 
     def __init__(self, bus: Bus, *, subject: str, durable: str, message_type: type[M],
-                 handler: Handler[M], max_deliver: int, concurrency: int, ack_wait: float) -> None:
+                 handler: Handler[M], max_deliver: int, concurrency: int, ack_wait: float,
+                 cancel_on_stop: bool = False) -> None:
         self._bus = bus
+        self._cancel_on_stop = cancel_on_stop
         self.subject = subject
         self.durable = durable
         self._type = message_type
@@ -125,6 +127,8 @@ class Subscription(Generic[M]):
         ack_wait: a drain is bounded and nothing is lost.
         """
         self._stopping.set()
+        if self._cancel_on_stop:
+            grace_s = 0.0
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
             for task in pending:
@@ -352,12 +356,20 @@ class Bus:
         await self.js.publish(self.subject(subject), data, headers=headers)
 
     async def subscribe(self, subject: str, *, message_type: type[M], durable: str, handler: Handler[M],
-                        max_deliver: int = 5, concurrency: int = 1, ack_wait: float = 30.0) -> Subscription[M]:
-        """Start a durable, queue-grouped consumer of ``subject`` (wildcards allowed)."""
+                        max_deliver: int = 5, concurrency: int = 1, ack_wait: float = 30.0,
+                        cancel_on_stop: bool = False) -> Subscription[M]:
+        """Start a durable, queue-grouped consumer of ``subject`` (wildcards allowed).
+
+        ``cancel_on_stop``: the handler's work is safe to redo (no side effect
+        but idempotent publishes), so a stopping service cancels it at once and
+        its message goes back to the stream, instead of waiting up to the
+        drain time for, say, a minute-long LLM call.
+        """
         durable = "".join(c if c.isalnum() or c in "-_" else "_" for c in durable)
         sub: Subscription[M] = Subscription(
             self, subject=self.subject(subject), durable=durable, message_type=message_type,
             handler=handler, max_deliver=max_deliver, concurrency=concurrency, ack_wait=ack_wait,
+            cancel_on_stop=cancel_on_stop,
         )
         await sub.start()
         self._subscriptions.append(sub)

@@ -8,6 +8,7 @@ it is signalled, so a recycled pid is never touched).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -78,30 +79,43 @@ def process_matches(proc: Proc) -> bool:
 Progress = Callable[[str], None]
 
 
-def _stop_pid(proc: Proc, timeout: float, progress: Progress) -> None:
-    if not process_matches(proc):
-        return
-    progress(f"stopping {proc.name} (pid {proc.pid})")
+def _signal(proc: Proc, sig: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
     except ProcessLookupError:
-        return
+        pass
     except PermissionError:
-        os.kill(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, sig)
+
+
+def _stop_together(procs: list[Proc], timeout: float, progress: Progress) -> None:
+    """SIGTERM every process at once, wait for all (``timeout`` in all), then
+    SIGKILL whichever is still running."""
+    live = [p for p in procs if process_matches(p)]
+    for proc in live:
+        progress(f"stopping {proc.name} (pid {proc.pid})")
+        _signal(proc, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process_matches(proc):
+    while time.monotonic() < deadline and any(process_matches(p) for p in live):
         time.sleep(0.1)
-    if process_matches(proc):
-        progress(f"{proc.name} did not stop within {timeout:.0f}s; killing it")
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    for proc in live:
+        if process_matches(proc):
+            progress(f"{proc.name} did not stop within {timeout:.0f}s; killing it")
+            _signal(proc, signal.SIGKILL)
 
 
 def stop_stack(state: StackState, *, progress: Progress, timeout: float = 25.0) -> None:
-    for proc in reversed(state.processes):
-        _stop_pid(proc, timeout, progress)
+    """Stop the services together (each drains its own in-flight work, and
+    anything unfinished goes back to the stream), then the LLM, then NATS,
+    which the services need until they have drained."""
+    procs = list(reversed(state.processes))
+    services = [p for p in procs if p.name not in ("llm", "nats-server")]
+    _stop_together(services, timeout, progress)
+    # The LLM server holds no state worth a wait; it can take many seconds to
+    # notice a cancelled generation.
+    _stop_together([p for p in procs if p.name == "llm"], min(timeout, 5.0), progress)
+    _stop_together([p for p in procs if p.name == "nats-server"], timeout, progress)
 
 
 def _service_env(base: dict[str, str], nats_url: str, data_dir: Path, extra: dict[str, str]) -> dict[str, str]:

@@ -734,7 +734,9 @@ class Planner:
         failed = [s for s in verdict.stages if s.status == verdict_pb2.STAGE_FAILED]
         findings = [f for s in failed for f in s.findings][:8]
         ap = policy_pb2.Antipattern(
-            antipattern_id=uuid.uuid4().hex,
+            # From the verdict, so a redelivered verdict records it once.
+            antipattern_id=(sha256_digest(f"give-up:{verdict.verdict_id}".encode()).removeprefix("sha256:")[:32]
+                            if verdict.verdict_id else uuid.uuid4().hex),
             policy=plan.policy,
             workload_class=plan.profile.workload_class,
             reason=f"{reason}; last failure: {failed[0].name if failed else 'performance'}"[:400],

@@ -43,6 +43,9 @@ async def start(bus: Bus, *, planner: Planner, refine: bool) -> None:
         durable="planner-profiles",
         handler=on_profile,
         ack_wait=120.0,
+        # Planning only calls the LLM and publishes plans under ids derived
+        # from the profile (deduplicated): redoing it after a restart is safe.
+        cancel_on_stop=True,
     )
     if refine:
         await bus.subscribe(
@@ -51,4 +54,5 @@ async def start(bus: Bus, *, planner: Planner, refine: bool) -> None:
             durable="planner-verdicts",
             handler=on_verdict,
             ack_wait=120.0,
+            cancel_on_stop=True,
         )

@@ -155,6 +155,39 @@ async def test_a_bounded_drain_hands_a_stuck_message_to_another_replica(
             await b.close()
 
 
+async def test_redoable_work_is_cancelled_at_once_on_stop_and_redelivered(
+        nats_server: NatsServer, subject_prefix: str) -> None:
+    """A cancel_on_stop consumer (the planner's LLM calls) does not hold a
+    stop for the drain time: its handler is cancelled at once and the
+    message goes back to the stream for whoever consumes next."""
+    started, finished = asyncio.Event(), []
+    stopping = await Bus.connect(url=nats_server.url, service="planner-a", prefix=subject_prefix)
+    other = await Bus.connect(url=nats_server.url, service="planner-b", prefix=subject_prefix)
+    try:
+        async def hang(msg: plan_pb2.Plan) -> None:
+            started.set()
+            await asyncio.sleep(3600)
+
+        await stopping.subscribe(subjects.PLANS, message_type=plan_pb2.Plan, durable="planner",
+                                 handler=hang, ack_wait=600.0, cancel_on_stop=True)
+        await other.publish(subjects.PLANS, plan_pb2.Plan(plan_id="redo"))
+        await asyncio.wait_for(started.wait(), 10)
+
+        t0 = asyncio.get_running_loop().time()
+        await stopping.stop_consuming(grace_s=60.0)
+        assert asyncio.get_running_loop().time() - t0 < 5
+
+        async def finish(msg: plan_pb2.Plan) -> None:
+            finished.append(msg.plan_id)
+
+        await other.subscribe(subjects.PLANS, message_type=plan_pb2.Plan, durable="planner",
+                              handler=finish, ack_wait=600.0)
+        await _eventually(lambda: finished == ["redo"], timeout=15)
+    finally:
+        for b in (stopping, other):
+            await b.close()
+
+
 async def test_trace_continues_from_publisher_to_consumer(bus: Bus) -> None:
     exporter = InMemorySpanExporter()
     tracing.setup_tracing("schedcp-test", extra_exporters=[exporter])
