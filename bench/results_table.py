@@ -100,7 +100,18 @@ def _num(x: float) -> float | None:
     return round(x, 4) if math.isfinite(x) else None
 
 
-def render(rows: list[dict[str, object]]) -> str:
+def _claim_cell(r: dict[str, object], claims: dict[str, list[str]]) -> str:
+    """'yes' when the scheduler's metadata claims the row's class now; a claim
+    held when the row was measured but dropped since is said so."""
+    if r["class"] in claims.get(str(r["scheduler"]), []):
+        return "yes"
+    return "no (claim dropped, see docs/library.md)" if r.get("targets_class") else ""
+
+
+def render(rows: list[dict[str, object]], claims: dict[str, list[str]] | None = None) -> str:
+    claims = library_schedulers() if claims is None else claims
+    rows = [dict(r, targets_class=_claim_cell(r, claims) == "yes", claim_cell=_claim_cell(r, claims))
+            for r in rows]
     lines = [
         "# Results: library schedulers against EEVDF",
         "",
@@ -123,7 +134,7 @@ def render(rows: list[dict[str, object]]) -> str:
         if r.get("error"):
             lines.append(
                 f"| {r['scheduler']} | {r['workload']} ({r['class']}) | "
-                f"{'yes' if r['targets_class'] else ''} | | | | **failed** | | | {r['error']} | "
+                f"{r['claim_cell']} | | | | **failed** | | | {r['error']} | "
                 f"`{r['command']}` |"
             )
             continue
@@ -139,7 +150,7 @@ def render(rows: list[dict[str, object]]) -> str:
             else ""
         )
         lines.append(
-            f"| {r['scheduler']} | {r['workload']} ({r['class']}) | {'yes' if r['targets_class'] else ''} | "
+            f"| {r['scheduler']} | {r['workload']} ({r['class']}) | {r['claim_cell']} | "
             f"{r['primary_metric']} | {r['eevdf']:.4g} {r['unit']} | {r['candidate']:.4g} {r['unit']} | "
             f"{shown} {verdict} | {rng} | {r['spread'] * 100:.0f}% | {others} | `{r['command']}` |"
         )
@@ -182,6 +193,12 @@ def render(rows: list[dict[str, object]]) -> str:
                      + listed(unclear) + ".")
     if not worse:
         lines.append("No policy is more than 5% worse than EEVDF on a class it targets.")
+    dropped = [r for r in rows if str(r["claim_cell"]).startswith("no (")]
+    if dropped:
+        lines.append("")
+        lines.append("Claims dropped since the row was measured (the class is no longer in the "
+                     "scheduler's metadata, so the planner does not pick it for that class): "
+                     + listed(dropped) + ".")
     loads = [float(x) for r in rows for x in dict(r.get("host_load") or {}).values()]
     load_text = (f"1-minute load average {min(loads):.1f}-{max(loads):.1f} on the 2-core host while"
                  " the rows were measured" if loads else "host load not recorded for these rows")
