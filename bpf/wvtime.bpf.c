@@ -13,11 +13,14 @@
  * among the running ones) preempts that task (SCX_KICK_PREEMPT) instead of
  * waiting out its slice: without this a woken editor or request handler
  * queued behind a CPU hog for up to a whole slice, which EEVDF never makes
- * it do. One kick per victim stint; the victim keeps its vtime.
+ * it do. One kick per victim stint; the victim keeps its vtime. When a
+ * slice runs out, ops.dispatch keeps prev on its CPU (charged for the slice)
+ * while its vtime is still below the queue's head, so weights are honoured
+ * between CPU-bound tasks too, not only at wakeups.
  *
  * No starvation: vtime_now only moves forward and every waiting task's vtime
  * is fixed while it waits, so each task eventually has the lowest vtime and
- * runs; the lag clamp bounds how long a newcomer can stay in front, and a
+ * runs (prev keeps its CPU only while its charged vtime is below the head); the lag clamp bounds how long a newcomer can stay in front, and a
  * preemption only lets a task with a lower vtime run first.
  *
  * Trade-offs: fairer and nice-aware compared with fifo, at the cost of one
@@ -112,6 +115,33 @@ void BPF_STRUCT_OPS(wvtime_enqueue, struct task_struct *p, u64 enq_flags)
 
 void BPF_STRUCT_OPS(wvtime_dispatch, s32 cpu, struct task_struct *prev)
 {
+	u32 weight, key = cpu;
+	u64 used, vtime, *v;
+
+	/*
+	 * prev's slice ran out. ops.dispatch runs before prev is queued again,
+	 * so pulling the head here would hand the CPU over even when prev,
+	 * charged for its slice, still has the lower vtime: every expiry a
+	 * round-robin turn, and a nice 0 vs nice 5 split measured 1.3-1.5:1
+	 * where the weights ask (and EEVDF gives) ~3:1. Keep prev instead,
+	 * charging the slice now; ops.stopping charges what follows the refill.
+	 */
+	if (prev && (prev->scx.flags & SCX_TASK_QUEUED)) {
+		used = slice_ns() - prev->scx.slice;
+		if (used > slice_ns())
+			used = slice_ns();
+		weight = prev->scx.weight ? prev->scx.weight : 100;
+		vtime = prev->scx.dsq_vtime + used * 100 / weight;
+		if (sc_keep_prev(prev, vtime, SHARED_DSQ, slice_ns())) {
+			sc_task_set_dsq_vtime(prev, vtime);
+			if (sc_vtime_before(vtime_now, vtime))
+				vtime_now = vtime;
+			v = bpf_map_lookup_elem(&wvtime_cpu_vtime, &key);
+			if (v)
+				*v = vtime ? vtime : 1;
+			return;
+		}
+	}
 	sc_dsq_move_to_local(SHARED_DSQ);
 }
 
