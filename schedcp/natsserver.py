@@ -7,6 +7,7 @@ read back from the server's log.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -14,7 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +95,9 @@ def start_nats_server(*, store_dir: Path, host: str = "127.0.0.1", port: int = 0
     """Start nats-server with JetStream and wait until it accepts clients.
 
     ``detach`` starts it in its own session so it outlives the caller (for
-    ``schedcp up``); otherwise it dies with the caller's process group.
+    ``schedcp up``); otherwise it dies with the caller, even a SIGKILLed one
+    (a killed test run or benchmark must not leave a server holding a port
+    and a JetStream store).
     """
     binary = find_nats_server()
     if port and not port_is_free(host, port):
@@ -113,7 +118,8 @@ def start_nats_server(*, store_dir: Path, host: str = "127.0.0.1", port: int = 0
         if routes:
             args += ["--routes", ",".join(routes)]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=detach)
+                            stderr=subprocess.DEVNULL, start_new_session=detach,
+                            preexec_fn=None if detach else _death_signal_for(threading.current_thread()))
     deadline = time.monotonic() + timeout
     actual = port
     while time.monotonic() < deadline:
@@ -131,6 +137,23 @@ def start_nats_server(*, store_dir: Path, host: str = "127.0.0.1", port: int = 0
         raise Unavailable(f"nats-server did not become ready within {timeout:.0f}s (log: {log_path})")
     return NatsServer(process=proc, host=host, port=actual, store_dir=store_dir, log_path=log_path,
                       cluster_port=cluster_port)
+
+
+def _death_signal_for(thread: threading.Thread) -> Callable[[], None] | None:
+    """A pre-exec hook that makes the child get SIGTERM when its parent dies.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the
+    process, so it is only armed from the main thread: a server started from a
+    short-lived worker thread would otherwise die with that thread.
+    """
+    if thread is not threading.main_thread() or not sys.platform.startswith("linux"):
+        return None
+
+    def arm() -> None:
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+    return arm
 
 
 def pid_alive(pid: int) -> bool:

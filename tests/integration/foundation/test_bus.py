@@ -218,3 +218,34 @@ async def test_unreachable_nats_is_a_clear_error(url: str) -> None:
 
     with pytest.raises(Unavailable, match="cannot connect to NATS"):
         await Bus.connect(url=url, service="x", connect_timeout=1)
+
+
+def test_a_killed_caller_leaves_no_nats_server_behind(tmp_path) -> None:
+    """A test run or benchmark killed with SIGKILL must not leak its server."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from schedcp.natsserver import pid_alive
+
+    script = ("import sys, pathlib; from schedcp.natsserver import start_nats_server; "
+              f"s = start_nats_server(store_dir=pathlib.Path({str(tmp_path)!r})); "
+              "print(s.process.pid, flush=True); sys.stdin.read()")
+    caller = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    server_pid = 0
+    try:
+        server_pid = int(caller.stdout.readline())
+        assert pid_alive(server_pid)
+        os.kill(caller.pid, signal.SIGKILL)
+        caller.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while pid_alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(server_pid), "nats-server outlived its SIGKILLed caller"
+    finally:
+        caller.kill()
+        if server_pid and pid_alive(server_pid):
+            os.kill(server_pid, signal.SIGKILL)
