@@ -381,6 +381,92 @@ def boot_vm_node(*, cpus: int = 2, mem_mb: int = 1024, kernel: Kernel | None = N
         vm.shutdown()
 
 
+class RebootableVmNode:
+    """A micro-VM node that outlives its VM: :meth:`reboot` boots a new one.
+
+    A long-lived owner (the executor) keeps one node for days; its VM can die
+    under it (its hard lifetime runs out, qemu crashes, the host OOM-kills
+    it). Every SchedNode call goes to the current VM; a call on a dead VM
+    fails as before, and the owner decides when to :meth:`reboot` (it must
+    also reconcile what it believed was loaded: a fresh VM runs EEVDF).
+    """
+
+    kind = "vm"
+
+    def __init__(self, *, cpus: int = 2, mem_mb: int = 1024, kernel: Kernel | None = None,
+                 **vm_kw: object) -> None:
+        self._boot_kw: dict[str, object] = dict(cpus=cpus, mem_mb=mem_mb, **vm_kw)
+        self._kernel = kernel
+        self._vm: object | None = None
+        self._node: VmSchedNode | None = None
+        self.boots = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> RebootableVmNode:
+        from schedcp.substrate.kernel import ensure_kernel
+        from schedcp.substrate.vm import BlockingVmNode
+
+        with self._lock:
+            self._kernel = self._kernel or ensure_kernel()
+            vm = BlockingVmNode(kernel=self._kernel, **self._boot_kw)
+            vm.start()  # tears itself down if the boot fails
+            self._vm = vm
+            self._node = VmSchedNode(guest=vm, vmlinux=self._kernel.vmlinux, release=self._kernel.release)
+            self.boots += 1
+        return self
+
+    @property
+    def alive(self) -> bool:
+        """Whether the current VM's qemu still runs and its agent answers requests."""
+        vm = self._vm
+        return vm is not None and bool(getattr(getattr(vm, "node", None), "alive", False))
+
+    def reboot(self) -> None:
+        """Tear the current VM down (whatever state it is in) and boot a new one."""
+        self._shutdown_vm()
+        self.start()
+
+    def _current(self) -> VmSchedNode:
+        node = self._node
+        if node is None:
+            raise LoaderError("the micro-VM node is not running", hint="start() it first")
+        return node
+
+    def describe(self) -> str:
+        return self._current().describe()
+
+    def btf_path(self) -> Path:
+        return self._current().btf_path()
+
+    def load(self, obj: Path, *, tunables: Mapping[str, object] | None = None,
+             metadata_path: Path | None = None,
+             ops_overrides: Mapping[str, int] | None = None) -> LoadResult:
+        return self._current().load(obj, tunables=tunables, metadata_path=metadata_path,
+                                    ops_overrides=ops_overrides)
+
+    def state(self, name: str | None = None) -> SchedState:
+        return self._current().state(name)
+
+    def watch(self, name: str, *, duration_s: float) -> SchedState:
+        return self._current().watch(name, duration_s=duration_s)
+
+    def unload(self, name: str) -> SchedState:
+        return self._current().unload(name)
+
+    def run(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult:
+        return self._current().run(argv, timeout_s=timeout_s)
+
+    def _shutdown_vm(self) -> None:
+        with self._lock:
+            vm, self._vm, self._node = self._vm, None, None
+        if vm is not None:
+            with contextlib.suppress(Exception):  # a dead VM may fail its own shutdown
+                vm.shutdown()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._shutdown_vm()
+
+
 def _set_value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

@@ -8,6 +8,7 @@ request, so a restarted executor never serves from an unknown state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +18,7 @@ import grpc
 from schedcp.errors import NotFound, Unavailable
 from schedcp.rpc import grpc_channel
 from schedcp.service import ServiceContext
-from schedcp.substrate.nodes import HostSchedNode, SchedNode, boot_vm_node
+from schedcp.substrate.nodes import HostSchedNode, RebootableVmNode, SchedNode
 from schedcp.tokens import load_trusted_keys, public_keys_from_pairs
 from schedcp.v1 import services_pb2, services_pb2_grpc, verdict_pb2
 from services.executor.audit import AuditLog
@@ -65,11 +66,27 @@ class TrustedKeys:
 async def _open_node(settings: Settings, ctx: ServiceContext) -> SchedNode:
     if settings.node_kind == "host":
         return HostSchedNode()
-    cm = boot_vm_node(cpus=settings.vm_cpus, mem_mb=settings.vm_mem_mb, lifetime=settings.vm_lifetime_s)
+    node = RebootableVmNode(cpus=settings.vm_cpus, mem_mb=settings.vm_mem_mb, lifetime=settings.vm_lifetime_s)
     log.info("booting the micro-VM node (%d vCPUs, %d MiB)", settings.vm_cpus, settings.vm_mem_mb)
-    node = await asyncio.to_thread(cm.__enter__)
-    ctx.stack.push(lambda *exc: cm.__exit__(*exc))
+    await asyncio.to_thread(node.start)
+    ctx.stack.callback(node.close)
     return node
+
+
+async def _keep_node_up(executor: NodeExecutor, interval_s: float) -> None:
+    """Boot the micro-VM node again whenever it dies, then reconcile.
+
+    Without this an executor whose VM died (its lifetime ran out, qemu
+    crashed) answers every call with an error until someone restarts it.
+    """
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await executor.recover_node()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep watching; the next round retries the boot
+            log.exception("could not boot the micro-VM node again; retrying in %.0fs", interval_s)
 
 
 async def setup(ctx: ServiceContext) -> None:
@@ -85,6 +102,16 @@ async def setup(ctx: ServiceContext) -> None:
                             audit=audit, artifacts_dir=state_dir / "artifacts",
                             breaker=CircuitBreaker(settings.regression_pct), metrics=WorkloadProbe(node=node, repetitions=settings.probe_repetitions))
     await executor.reconcile()
+    if isinstance(node, RebootableVmNode):
+        watch = asyncio.create_task(_keep_node_up(executor, settings.node_check_s), name="executor-node-watch")
+
+        async def stop_watch() -> None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+        # Pushed after the node's close: stops before the VM is shut down.
+        ctx.stack.push_async_callback(stop_watch)
 
     async def publish(subject: str, message: Any) -> object:
         return await ctx.bus.publish(subject, message)

@@ -307,6 +307,31 @@ class NodeExecutor:
         return NodeStatusInfo(node=self.node_name, sched_ext_state=kstate, root_ops=ops, running=state.running,
                               known_good=state.known_good, healthy=healthy, message=message)
 
+    async def recover_node(self) -> str | None:
+        """Boot the node again if it is a micro-VM whose VM died; then reconcile.
+
+        A fresh VM runs EEVDF, so what the executor recorded as running is
+        gone: reconcile audits that and restores the known-good scheduler.
+        Returns what reconcile did, or None when the node was fine.
+        """
+        reboot = getattr(self._node, "reboot", None)
+        if not callable(reboot) or getattr(self._node, "alive", True):
+            return None
+        async with self._lock:  # never under a deploy or rollback in flight
+            if getattr(self._node, "alive", True):
+                return None
+            log.warning("the node's micro-VM died; booting a new one")
+            t0 = time.monotonic()
+            try:
+                await asyncio.to_thread(reboot)
+            except Exception as exc:
+                self._audit.record(action="node-reboot", outcome=f"failed: {exc}", node=self.node_name,
+                                   reason="the micro-VM died")
+                raise
+            self._audit.record(action="node-reboot", outcome="ok", node=self.node_name, reason="the micro-VM died",
+                               seconds=round(time.monotonic() - t0, 1))
+        return await self.reconcile()
+
     async def reconcile(self) -> str:
         """Make the recorded state and the kernel agree; run at start-up."""
         async with self._lock:

@@ -25,6 +25,7 @@ class Settings:
     bake_s: float
     regression_pct: float
     probe_repetitions: int = 3
+    node_check_s: float = 5.0
 
 
 def _pairs(variable: str, raw: str | None) -> dict[str, str]:
@@ -83,4 +84,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
                                   doc="Runs of the reference workload before a deployment and again during "
                                       "the bake; the breaker compares the medians (one run can be a host "
                                       "hiccup and hide a 2x regression)."),
+        node_check_s=env_float("SCHEDCP_EXECUTOR_NODE_CHECK_S", 5.0, minimum=0.5, maximum=3600.0, environ=environ,
+                               doc="How often a micro-VM node is checked; a dead VM is booted again and the "
+                                   "executor reconciles (restoring the known-good scheduler)."),
     )

@@ -85,7 +85,8 @@ def _env(service_env: dict[str, str], keys_file: Path, node: str, data_dir: Path
     env = dict(service_env)
     env.update({"SCHEDCP_NODE": node, "SCHEDCP_EXECUTOR_ADDR": f"127.0.0.1:{free_port()}",
                 "SCHEDCP_DATA_DIR": str(data_dir), "SCHEDCP_EXECUTOR_TRUSTED_KEYS": str(keys_file),
-                "SCHEDCP_EXECUTOR_VM_MEM_MB": "512", "SCHEDCP_EXECUTOR_BAKE_S": "1"})
+                "SCHEDCP_EXECUTOR_VM_MEM_MB": "512", "SCHEDCP_EXECUTOR_BAKE_S": "1",
+                "SCHEDCP_EXECUTOR_NODE_CHECK_S": "1"})
     env.update(extra)
     return env
 
@@ -223,3 +224,46 @@ async def test_an_executor_killed_mid_rollout_restarts_and_rolls_back(single: Ex
     assert status.running.name == "fifo" and status.sched_ext_state == "enabled", status
     reconcile = [e for e in single.audit() if e["action"] == "reconcile"][-1]
     assert "interrupted deploy" in str(reconcile["message"]) and "restored known-good fifo" in str(reconcile["message"])
+
+
+def _qemu_children(pid: int) -> list[int]:
+    """qemu processes started by the process ``pid`` (each in its own session)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"qemu-system" in cmdline.split(b"\0", 1)[0]:
+            found.append(int(entry.name))
+    return found
+
+
+async def test_a_node_whose_vm_dies_is_booted_again_with_its_known_good_scheduler(
+        single: Executor, keyring: tokens.KeyRing, objects: dict[str, bytes]) -> None:
+    if (await _status(single.address)).nodes[0].running.name != "fifo":
+        known_good = _verdict(keyring, objects["fifo"], policy="fifo", nodes=["n1"])
+        assert _phase((await _deploy(single.address, known_good, nodes=["n1"]))[-1]) == "COMPLETE"
+    assert single.proc is not None
+    qemus = _qemu_children(single.proc.pid)
+    assert len(qemus) == 1, qemus
+    os.kill(qemus[0], signal.SIGKILL)  # the VM dies under the executor (OOM killer, crash, lifetime)
+    deadline = time.monotonic() + 180
+    while True:
+        audit = single.audit()
+        if any(e["action"] == "node-reboot" for e in audit) and audit[-1]["action"] == "reconcile":
+            break
+        assert single.proc.poll() is None, single.log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no reboot and reconcile in time: {audit[-5:]}"
+        await asyncio.sleep(1)
+    reboot = [e for e in audit if e["action"] == "node-reboot"][-1]
+    assert reboot["outcome"] == "ok", reboot
+    assert "restored known-good fifo" in str(audit[-1]["message"]), audit[-1]
+    status = (await _status(single.address)).nodes[0]
+    assert status.running.name == "fifo" and status.sched_ext_state == "enabled" and status.healthy, status
+    new = _qemu_children(single.proc.pid)
+    assert len(new) == 1 and new != qemus, (qemus, new)

@@ -271,6 +271,37 @@ async def test_reconcile_restores_the_known_good_scheduler_on_a_fresh_node(tmp_p
     assert "restored known-good fifo" in msg and fresh.ops
 
 
+class DyingVmKernel(MemoryKernel):
+    """A micro-VM node whose VM can die and be booted again (EEVDF after)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alive = True
+        self.boots = 1
+
+    def reboot(self) -> None:
+        self.alive, self.ops, self.boots = True, "", self.boots + 1
+
+
+async def test_a_dead_vm_node_is_booted_again_and_gets_its_known_good_scheduler_back(
+        tmp_path: Path, keyring: tokens.KeyRing) -> None:
+    kernel = DyingVmKernel()
+    ex = _executor(tmp_path, keyring, kernel)
+    await _deploy(ex, _token(keyring))
+    assert await ex.recover_node() is None and kernel.boots == 1  # alive: nothing to do
+    kernel.alive = False
+    msg = await ex.recover_node()
+    assert kernel.boots == 2 and msg is not None and "restored known-good fifo" in msg
+    assert kernel.ops and (await ex.status()).healthy
+    actions = [e["action"] for e in AuditLog(tmp_path / "n1" / "audit.jsonl").entries()]
+    assert actions[-3:] == ["node-reboot", "rollback", "reconcile"], actions
+
+
+async def test_a_host_node_is_never_rebooted(tmp_path: Path, keyring: tokens.KeyRing) -> None:
+    kernel = MemoryKernel()  # no reboot(): a host
+    assert await _executor(tmp_path, keyring, kernel).recover_node() is None
+
+
 # --------------------------------------------------------------- rollout
 
 
