@@ -268,9 +268,12 @@ class Bus:
             # Reconnects are unlimited once connected (a NATS restart must
             # not kill a service), so the first connection needs its own
             # deadline or an absent server would be retried forever.
+            # nats.py annotates the two timeouts as int but uses them as
+            # seconds in asyncio timeouts, where fractions work.
             await asyncio.wait_for(nc.connect(
-                servers=servers, name=f"schedcp-{service}", connect_timeout=connect_timeout,
-                max_reconnect_attempts=-1, reconnect_time_wait=0.5, allow_reconnect=True,
+                servers=servers, name=f"schedcp-{service}", connect_timeout=connect_timeout,  # type: ignore[arg-type]
+                max_reconnect_attempts=-1, reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                allow_reconnect=True,
                 error_cb=_log_error, disconnected_cb=_log_disconnect, reconnected_cb=_log_reconnect,
             ), timeout=connect_timeout * 2)
         except (TimeoutError, Exception) as exc:

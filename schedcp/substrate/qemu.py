@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,7 +221,7 @@ class QemuCache:
         return self.cached()
 
 
-def fetch_enabled(environ: dict[str, str] | None = None) -> bool:
+def fetch_enabled(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     return env.get("SCHEDCP_QEMU_FETCH", "1").strip().lower() not in ("0", "false", "no", "off")
 
