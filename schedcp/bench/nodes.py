@@ -118,14 +118,14 @@ class SchedNodeAdapter:
         if scheduler is not None and not scheduler.is_eevdf:
             assert scheduler.obj is not None
             sched = {"obj": str(Path(scheduler.obj).resolve()), "tunables": dict(scheduler.tunables)}
-        request = {"workload": workload, "params": dict(params), "cache_dir": str(cache_dir()),
-                   "scheduler": sched}
+        request: dict[str, object] = {"workload": workload, "params": dict(params),
+                                      "cache_dir": str(cache_dir()), "scheduler": sched}
         from schedcp.substrate import VmError
 
         try:
             res = self.node.run(bootstrap_argv(self._python, request), timeout_s=timeout)
         except VmError as exc:
-            who = f" while {scheduler.name} was loaded" if sched else ""
+            who = f" while {scheduler.name} was loaded" if sched and scheduler is not None else ""
             raise NodeLost(f"{self.name} died during {workload}{who}: {exc.message}",
                            hint=exc.hint) from exc
         if res.timed_out:

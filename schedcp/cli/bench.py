@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         for w in WORKLOADS.values():
             metrics = ", ".join(f"{m.name} [{m.unit}, {'higher' if m.higher_is_better else 'lower'} better]"
                                 for m in w.metrics)
-            params = " ".join(f"{p.name}={p.default}" for p in w.params)
+            defaults = " ".join(f"{p.name}={p.default}" for p in w.params)
             print(f"{w.name:16} {w.workload_class:22} {w.summary}\n{'':16} metrics: {metrics}\n"
-                  f"{'':16} params:  {params}")
+                  f"{'':16} params:  {defaults}")
         return 0
     if not args.workload:
         raise InvalidArgument("name a workload", hint="schedcp bench --list shows them")

@@ -8,8 +8,10 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, NotRequired, TypedDict
 
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from schedcp import settings, stack
 from schedcp.bus import Bus
@@ -18,7 +20,7 @@ from schedcp.errors import SchedcpError, Unavailable
 from schedcp.rpc import check_health
 from schedcp.v1 import common_pb2, deployment_pb2, plan_pb2, profile_pb2, verdict_pb2
 
-WATCHED = {
+WATCHED: dict[str, tuple[str, type[Message] | None]] = {
     "profiles": ("schedcp.v1.profiles.>", profile_pb2.WorkloadProfile),
     "plans": ("schedcp.v1.plans", plan_pb2.Plan),
     "verdicts": ("schedcp.v1.verdicts", verdict_pb2.Verdict),
@@ -53,6 +55,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     watch.add_argument("--limit", type=int, default=0, help="exit after this many messages")
     watch.add_argument("--only", action="append", choices=sorted(WATCHED), help="restrict to these kinds")
     watch.set_defaults(func=cmd_watch)
+
+
+class ServiceStatus(TypedDict):
+    service: str
+    address: str
+    healthy: bool
+    pid: int | None
+
+
+class StreamStatus(TypedDict):
+    name: str
+    messages: int
+
+
+class StackStatus(TypedDict):
+    """What ``schedcp status`` reports (``--json`` prints it as is)."""
+
+    services: list[ServiceStatus]
+    nats_url: str | None
+    stream: StreamStatus | None
+    consumers: list[dict[str, Any]]
+    nats_error: NotRequired[str]
 
 
 def _progress(msg: str) -> None:
@@ -102,9 +126,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _status() -> dict[str, object]:
+async def _status() -> StackStatus:
     state = stack.StackState.load(stack.state_path(_data_dir()))
-    services = []
+    services: list[ServiceStatus] = []
     for svc in settings.SERVICES:
         addr = settings.service_address(svc)
         proc = next((p for p in (state.processes if state else []) if p.name == svc), None)
@@ -112,7 +136,7 @@ async def _status() -> dict[str, object]:
             "service": svc, "address": addr, "healthy": await check_health(addr, deadline_s=1.5),
             "pid": proc.pid if proc and stack.process_matches(proc) else None,
         })
-    out: dict[str, object] = {"services": services, "nats_url": None, "stream": None, "consumers": []}
+    out: StackStatus = {"services": services, "nats_url": None, "stream": None, "consumers": []}
     url = current_nats_url()
     out["nats_url"] = url
     try:
@@ -134,7 +158,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2))
     else:
         print(f"{'service':<12} {'health':<10} {'pid':>8}  address")
-        for s in status["services"]:  # type: ignore[union-attr]
+        for s in status["services"]:
             health = "SERVING" if s["healthy"] else "DOWN"
             print(f"{s['service']:<12} {health:<10} {str(s['pid'] or '-'):>8}  {s['address']}")
         print()
@@ -142,11 +166,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"NATS: {status['nats_error']}")
         else:
             st = status["stream"]
-            print(f"NATS {status['nats_url']}  stream {st['name']}: {st['messages']} messages")  # type: ignore[index]
+            if st is None:  # _status sets either stream or nats_error
+                raise RuntimeError("NATS status has neither a stream nor an error")
+            print(f"NATS {status['nats_url']}  stream {st['name']}: {st['messages']} messages")
             print(f"{'consumer':<32} {'subject':<30} {'pending':>8} {'unacked':>8} {'redeliv':>8}")
-            for c in status["consumers"]:  # type: ignore[union-attr]
+            for c in status["consumers"]:
                 print(f"{c['durable']:<32} {c['subject']:<30} {c['pending']:>8} {c['ack_pending']:>8} {c['redelivered']:>8}")
-    healthy = all(s["healthy"] for s in status["services"])  # type: ignore[union-attr]
+    healthy = all(s["healthy"] for s in status["services"])
     return 0 if healthy and "nats_error" not in status else 1
 
 

@@ -53,8 +53,10 @@ class RepositoryClient:
             "Search",
             services_pb2.SearchRequest(
                 query=query,
-                workload_classes=list(workload_classes),
-                limit=limit,  # type: ignore[arg-type]
+                # protoc's .pyi types enum fields as WorkloadClass | str, but the
+                # runtime takes plain ints (WorkloadClass values are ints).
+                workload_classes=list(workload_classes),  # type: ignore[arg-type]
+                limit=limit,
                 workload_key=workload_key,
             ),
             "search",

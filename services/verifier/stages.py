@@ -327,11 +327,17 @@ class DynamicStage:
         cached = self.baselines.get(node)
         if cached is not None:
             return {**cached, "cached": True}
+        object_path = ctx.object_path
+        if object_path is None:  # checked before unloading: the candidate could not be reloaded
+            raise StageFailed([Finding(Severity.ERROR, "internal-error",
+                                       "no object to reload after the EEVDF baseline: "
+                                       "kernel_verifier did not run")],
+                              details={"internal": True})
         node.unload(ctx.loaded_name)
         try:
             report, _err = self._run_suite(node)
         finally:
-            node.load(ctx.object_path, tunables=ctx.candidate.tunables,
+            node.load(object_path, tunables=ctx.candidate.tunables,
                       ops_overrides={"timeout_ms": self.suite.watchdog_timeout_ms})
         baseline = suite_baseline(report)
         if baseline["waits"]:
