@@ -1,7 +1,10 @@
 """The reference workloads: one per workload class schedcp optimises for.
 
 Sizes are in kilo-iterations of a fixed CPU loop ("kiter"): 1000 kiter is
-about 1 ms of CPU natively and about 16 ms in a 2-vCPU TCG micro-VM. The
+about 1 ms of CPU natively and about 2 ms in a 2-vCPU TCG micro-VM (measured:
+300000 kiter in 0.58 s), where starting a process costs far more (70-250 ms
+for a spawn and exec), so workloads that spawn keep their tasks' work large
+against that. The
 defaults make one run take roughly 5-15 s inside the micro-VM; on a host a run
 is correspondingly shorter (pass bigger sizes there for steadier numbers).
 """
@@ -12,6 +15,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import subprocess
 import time
@@ -57,12 +61,38 @@ class _TaskPool:
         self.running: dict[int, int] = {}  # pid -> task id
         self._buffer = b""
         self.finished: dict[int, tuple[int, int]] = {}
+        self.ready = 0  # tasks waiting at their gate
 
-    def spawn(self, task_id: int, kiter: int) -> None:
+    def spawn(self, task_id: int, kiter: int, *, gate_fd: int | None = None) -> None:
+        """Start one task; with ``gate_fd`` (a pipe's read end) it waits, spawned
+        but idle, until the pipe's write end is closed (:meth:`open_gate`)."""
         actions = [(os.POSIX_SPAWN_DUP2, self.write_fd, 1)]
-        pid = os.posix_spawn(self.binary, [self.binary, str(kiter * KITER), str(task_id)],
-                             os.environ, file_actions=actions)
+        argv = [self.binary, str(kiter * KITER), str(task_id)]
+        if gate_fd is not None:
+            actions.append((os.POSIX_SPAWN_DUP2, gate_fd, 0))
+            argv.append("gate")
+        pid = os.posix_spawn(self.binary, argv, os.environ, file_actions=actions)
         self.running[pid] = task_id
+
+    def wait_ready(self, count: int, timeout: float = 600.0) -> None:
+        """Block until ``count`` gated tasks are loaded and waiting."""
+        deadline = time.monotonic() + timeout
+        while self.ready < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkloadError(f"only {self.ready} of {count} tasks reached their start gate "
+                                    f"within {timeout:.0f} s")
+            select.select([self.read_fd], [], [], min(left, 1.0))
+            self._drain()
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid:  # a task exited before its gate opened: it cannot have worked
+                raise WorkloadError(f"task {self.running.get(pid)} (cpuburn) exited before the start "
+                                    f"(status {status})")
+
+    @staticmethod
+    def open_gate(write_fd: int) -> None:
+        """Release every task waiting on this gate at once (they read EOF)."""
+        os.close(write_fd)
 
     def wait_one(self) -> int:
         """Block until one task exits; returns its id."""
@@ -85,7 +115,9 @@ class _TaskPool:
             self._buffer += chunk
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
-            if line.strip():
+            if line.startswith(b"R "):
+                self.ready += 1
+            elif line.strip():
                 task, start, end = (int(x) for x in line.split())
                 self.finished[task] = (start, end)
 
@@ -238,7 +270,21 @@ def _batch_long_tail(p: Mapping[str, int]) -> dict[str, float]:
     sizes = batch_tasks(p)
     waves = max(1, p["waves"])
     per_wave = -(-len(sizes) // waves)
+    wave_of = [i // per_wave for i in range(len(sizes))]
     pool = _TaskPool()
+    if p["together"]:
+        # Every task is spawned first, waiting on its wave's gate; the batch
+        # starts when the gate opens. Spawning costs tens of ms per task in a
+        # TCG guest (about as much as a short task's work), so tasks started
+        # as the launcher gets to them would measure the launcher instead.
+        gates = [os.pipe() for _ in range(waves)]
+        for task_id, size in enumerate(sizes):
+            pool.spawn(task_id, size, gate_fd=gates[wave_of[task_id]][0])
+        for read_fd, _ in gates:
+            os.close(read_fd)
+        # A spawned process still loads for a while (hundreds of ms under
+        # TCG) before it reaches the gate: wait for all of them.
+        pool.wait_ready(len(sizes))
     t0 = time.monotonic_ns()
     launched = 0
     for w in range(waves):
@@ -247,9 +293,13 @@ def _batch_long_tail(p: Mapping[str, int]) -> dict[str, float]:
         delay = (target - time.monotonic_ns()) / 1e9
         if delay > 0:
             time.sleep(delay)
+        if p["together"]:
+            pool.open_gate(gates[w][1])
+            continue
         for task_id in range(launched, min(len(sizes), launched + per_wave)):
             pool.spawn(task_id, sizes[task_id])
         launched = min(len(sizes), launched + per_wave)
+    spawned = time.monotonic_ns()
     while pool.running:
         pool.wait_one()
     times = pool.close()
@@ -262,6 +312,11 @@ def _batch_long_tail(p: Mapping[str, int]) -> dict[str, float]:
         "_short_mean_completion_s": sum(short) / len(short) if short else 0.0,
         "_long_mean_completion_s": sum(long_) / len(long_) if long_ else 0.0,
         "_p95_completion_s": _percentile(completion, 95),
+        # How long launching took (after the start when not `together`), and
+        # when the last task began its work: a scheduler that starves the
+        # launcher stretches the batch from the start.
+        "_spawn_s": (spawned - t0) / 1e9,
+        "_last_start_s": max((times[i][0] - t0) / 1e9 for i in range(len(sizes))),
     }
 
 
@@ -276,12 +331,14 @@ BATCH_LONG_TAIL = WorkloadSpec(
     ),
     params=(
         ParamSpec("short_tasks", 24, "short tasks", minimum=0, maximum=10000),
-        ParamSpec("short_kiter", 4000, "work of a short task, kiter", minimum=1),
+        ParamSpec("short_kiter", 20000, "work of a short task, kiter", minimum=1),
         ParamSpec("long_tasks", 3, "long tasks", minimum=0, maximum=1000),
-        ParamSpec("long_kiter", 60000, "work of a long task, kiter", minimum=1),
+        ParamSpec("long_kiter", 300000, "work of a long task, kiter", minimum=1),
         ParamSpec("waves", 1, "launch the tasks in this many waves", minimum=1, maximum=1000),
         ParamSpec("wave_gap_ms", 500, "time between waves, ms", minimum=0),
         ParamSpec("seed", 1, "seed of the launch order", minimum=0),
+        ParamSpec("together", 1, "1: spawn every task first and start each wave at once; "
+                  "0: each task starts as the launcher spawns it", minimum=0, maximum=1),
     ),
     primary_metric="makespan_s",
     natives=("cpuburn",),

@@ -41,7 +41,7 @@ QUICK_PARAMS: dict[str, dict[str, int]] = {
     "interactive": {"runtime_s": 3, "warmup_s": 1},
     "hackbench": {"loops": 100},
     "parallel-build": {"units": 16, "libraries": 3},
-    "batch-long-tail": {"short_tasks": 16, "long_tasks": 2, "long_kiter": 30000},
+    "batch-long-tail": {"short_tasks": 16, "short_kiter": 10000, "long_tasks": 2, "long_kiter": 200000},
 }
 
 

@@ -6,6 +6,7 @@ work requested), never against timing targets.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -47,6 +48,29 @@ def test_wakeup_server_percentiles_are_ordered():
 def test_batch_makespan_bounds_the_mean_completion():
     m = run_workload("batch-long-tail", TINY["batch-long-tail"]).metrics
     assert 0 < m["mean_completion_s"] <= m["makespan_s"]
+
+
+def test_a_batch_started_together_starts_its_clock_after_every_spawn():
+    gated = run_workload("batch-long-tail", {**TINY["batch-long-tail"], "together": 1}).extra
+    ungated = run_workload("batch-long-tail", {**TINY["batch-long-tail"], "together": 0}).extra
+    # Gated: every task was spawned and waiting before the clock started.
+    assert gated["spawn_s"] < 0.05, gated
+    assert 0 <= gated["last_start_s"] <= gated["p95_completion_s"] + 1
+    # Ungated: the spawns happen on the batch's clock.
+    assert ungated["spawn_s"] > 0, ungated
+
+
+def test_a_task_that_dies_before_the_gate_is_a_clear_error():
+    from schedcp.workloads.library import _TaskPool
+    from schedcp.workloads.spec import WorkloadError
+
+    pool = _TaskPool()
+    read_fd, write_fd = os.pipe()
+    pool.spawn(0, -1, gate_fd=read_fd)  # a negative size: cpuburn refuses it and exits
+    os.close(read_fd)
+    with pytest.raises(WorkloadError, match="exited before the start"):
+        pool.wait_ready(1, timeout=30)
+    os.close(write_fd)
 
 
 def test_parallel_build_takes_at_least_its_critical_path():
