@@ -7,14 +7,20 @@
  * `bpftool map update name ljf_hints key <tgid LE> value <ms LE>`), else from
  * the CPU time the process has used so far (learned in ops.stopping into
  * ljf_seen). Runnable tasks wait in one DSQ keyed by
- *     enqueue_time + max_boost - min(size, max_boost)
- * so the biggest jobs start first and keep their CPUs (long slices), which
- * keeps a long job from becoming the tail of the batch. Wakeups of tasks whose
- * last run was short (job launchers, shells) also get the full boost: they
- * use little CPU and delaying them would delay every job they start.
+ *     max(job_start, now - max_boost) + max_boost - min(size, max_boost)
+ * where job_start is when the task first became schedulable. Keying on the
+ * job's start, not on each enqueue, keeps a big job ahead of the small jobs
+ * that started with it for as long as it runs (up to max_boost), so it runs
+ * to completion on one CPU instead of sharing: the longest-processing-time
+ * order that keeps a long job from becoming the tail of the batch. (Keyed on
+ * each enqueue, a 480 ms job's head start lasted only 460 ms and it then
+ * shared the CPU with the shorts.) Wakeups of tasks whose last run was short
+ * (job launchers, shells) also get the full boost: they use little CPU and
+ * delaying them would delay every job they start.
  *
- * No starvation: the boost is capped at max_boost_ms and the key is wall-clock
- * based, so a small job waits at most max_boost_ms behind any later arrival.
+ * No starvation: the base never trails the clock by more than max_boost and
+ * the boost is capped at max_boost, so a small job waits at most about
+ * 2 * max_boost_ms behind any later arrival, however big and old it is.
  *
  * Trade-offs: small jobs finish later (mean completion suffers); without hints
  * the learned size favours jobs that have already run long, which approximates
@@ -49,6 +55,7 @@ struct {
 } ljf_seen SEC(".maps");
 
 struct task_ctx {
+	u64 job_start;		/* when the task first became schedulable */
 	u64 run_start;
 	u64 last_run;		/* ns of the task's most recent stint */
 };
@@ -95,14 +102,25 @@ void BPF_STRUCT_OPS(ljf_enqueue, struct task_struct *p, u64 enq_flags)
 	struct task_ctx *tctx = bpf_task_storage_get(&ljf_tasks, p, 0, 0);
 	u64 max_boost = max_boost_ms * SC_NSEC_PER_MSEC;
 	u64 boost = sc_min(job_size(p), max_boost);
-	u64 key;
+	u64 now = sc_now(), base = now, key;
 
-	if ((enq_flags & SCX_ENQ_WAKEUP) && tctx &&
-	    tctx->last_run < short_run_us * SC_NSEC_PER_USEC)
-		boost = max_boost;
-	key = sc_now() + (max_boost - boost);
-	/* Wall-clock keys never trail the queue clock by more than the boost. */
-	if (sc_vtime_before(key + max_boost, vtime_now))
+	if (tctx) {
+		if ((enq_flags & SCX_ENQ_WAKEUP) &&
+		    tctx->last_run < short_run_us * SC_NSEC_PER_USEC)
+			boost = max_boost;
+		/* A job keeps the priority of its start, for at most max_boost. */
+		if (now > max_boost && sc_vtime_before(now - max_boost, tctx->job_start))
+			base = tctx->job_start;
+		else if (now > max_boost)
+			base = now - max_boost;
+	}
+	key = base + (max_boost - boost);
+	/*
+	 * Keys start at most max_boost before now; one that still trails the
+	 * queue clock by more than twice that (a clock oddity) starts at the
+	 * clock instead of jumping the whole queue.
+	 */
+	if (sc_vtime_before(key + 2 * max_boost, vtime_now))
 		key = vtime_now;
 	sc_dsq_insert_vtime(p, SHARED_DSQ, slice_ns(), key, enq_flags);
 }
@@ -144,8 +162,12 @@ void BPF_STRUCT_OPS(ljf_stopping, struct task_struct *p, bool runnable)
 s32 BPF_STRUCT_OPS_SLEEPABLE(ljf_init_task, struct task_struct *p,
 			     struct scx_init_task_args *args)
 {
-	if (!bpf_task_storage_get(&ljf_tasks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+	struct task_ctx *tctx;
+
+	tctx = bpf_task_storage_get(&ljf_tasks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!tctx)
 		return -12; /* -ENOMEM */
+	tctx->job_start = sc_now();
 	return 0;
 }
 

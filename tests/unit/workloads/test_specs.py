@@ -91,3 +91,29 @@ def test_batch_tasks_mix_short_and_long():
     params = get_workload("batch-long-tail").resolve_params({"short_tasks": 5, "long_tasks": 2})
     sizes = batch_tasks(params)
     assert sorted(sizes) == [params["short_kiter"]] * 5 + [params["long_kiter"]] * 2
+
+
+def test_size_hints_go_to_the_scheduler_map_in_one_bpftool_batch(tmp_path, monkeypatch):
+    from schedcp.workloads.library import HINT_MAP, _publish_size_hints
+
+    seen = tmp_path / "seen.txt"
+    fake = tmp_path / "bpftool"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {seen}\ncat "$3" >> {seen}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert _publish_size_hints({1234: 480000, 7: 20000}) == 2
+    argv, *lines = seen.read_text().splitlines()
+    assert argv.startswith("batch file ")
+    # tgid as little-endian u32, expected ms (kiter / 1000) as little-endian u64
+    assert lines == [f"map update name {HINT_MAP} key 0xd2 0x04 0x00 0x00 value 0xe0 0x01 " + "0x00 " * 5 + "0x00",
+                     f"map update name {HINT_MAP} key 0x07 0x00 0x00 0x00 value 0x14 " + "0x00 " * 6 + "0x00"]
+
+
+def test_no_scheduler_map_means_no_hints_not_an_error(tmp_path, monkeypatch):
+    from schedcp.workloads.library import _publish_size_hints
+
+    fake = tmp_path / "bpftool"
+    fake.write_text("#!/bin/sh\necho 'Error: map not found' >&2\nexit 255\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert _publish_size_hints({1234: 480000}) == 0
