@@ -421,6 +421,19 @@ class RebootableVmNode:
         vm = self._vm
         return vm is not None and bool(getattr(getattr(vm, "node", None), "alive", False))
 
+    def responsive(self, timeout_s: float = 10.0) -> bool:
+        """Whether the guest agent answers a ping (no process is started in
+        the guest, so this is cheap enough to ask every few seconds; the agent
+        serves requests concurrently, so a long job does not delay it)."""
+        vm = self._vm
+        if vm is None or not self.alive:
+            return False
+        try:
+            vm._call(vm.node.ping(timeout=timeout_s))  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - any failure to answer counts as not answering
+            return False
+        return True
+
     def reboot(self) -> None:
         """Tear the current VM down (whatever state it is in) and boot a new one."""
         self._shutdown_vm()

@@ -89,7 +89,7 @@ class NodeStatusInfo:
 class NodeExecutor:
     def __init__(self, *, node_name: str, node: SchedNode, gate: TokenGate, store: NodeStateStore,
                  audit: AuditLog, artifacts_dir: Path, breaker: CircuitBreaker,
-                 metrics: MetricsProbe | None, watch_interval_s: float = 2.0) -> None:
+                 metrics: MetricsProbe | None, watch_interval_s: float = 2.0, hang_checks: int = 3) -> None:
         self.node_name = node_name
         self._node = node
         self._gate = gate
@@ -101,6 +101,8 @@ class NodeExecutor:
         self._watch_interval_s = watch_interval_s
         # One privileged operation at a time on a node.
         self._lock = asyncio.Lock()
+        self._hang_checks = hang_checks
+        self._unanswered = 0  # node pings in a row without an answer
         artifacts_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------ deploy
@@ -308,29 +310,51 @@ class NodeExecutor:
                               known_good=state.known_good, healthy=healthy, message=message)
 
     async def recover_node(self) -> str | None:
-        """Boot the node again if it is a micro-VM whose VM died; then reconcile.
+        """Boot the node again if it is a micro-VM whose VM died or hangs; then reconcile.
 
         A fresh VM runs EEVDF, so what the executor recorded as running is
         gone: reconcile audits that and restores the known-good scheduler.
         Returns what reconcile did, or None when the node was fine.
         """
         reboot = getattr(self._node, "reboot", None)
-        if not callable(reboot) or getattr(self._node, "alive", True):
+        if not callable(reboot):
+            return None
+        reason = await self._node_down_reason()
+        if reason is None:
             return None
         async with self._lock:  # never under a deploy or rollback in flight
-            if getattr(self._node, "alive", True):
-                return None
-            log.warning("the node's micro-VM died; booting a new one")
+            if getattr(self._node, "alive", True) and reason.startswith("the micro-VM died"):
+                return None  # someone else booted it meanwhile
+            log.warning("%s; booting a new one", reason)
             t0 = time.monotonic()
             try:
                 await asyncio.to_thread(reboot)
             except Exception as exc:
                 self._audit.record(action="node-reboot", outcome=f"failed: {exc}", node=self.node_name,
-                                   reason="the micro-VM died")
+                                   reason=reason)
                 raise
-            self._audit.record(action="node-reboot", outcome="ok", node=self.node_name, reason="the micro-VM died",
+            self._unanswered = 0
+            self._audit.record(action="node-reboot", outcome="ok", node=self.node_name, reason=reason,
                                seconds=round(time.monotonic() - t0, 1))
         return await self.reconcile()
+
+    async def _node_down_reason(self) -> str | None:
+        """Why the node needs booting again: its VM died, or its guest has not
+        answered ``hang_checks`` pings in a row (a hung guest with qemu
+        still running); None while it is fine."""
+        if not getattr(self._node, "alive", True):
+            return "the micro-VM died"
+        probe = getattr(self._node, "responsive", None)
+        if not callable(probe):
+            return None
+        if await asyncio.to_thread(probe):
+            self._unanswered = 0
+            return None
+        self._unanswered += 1
+        log.warning("the node's micro-VM did not answer a ping (%d of %d)", self._unanswered, self._hang_checks)
+        if self._unanswered < self._hang_checks:
+            return None
+        return f"the micro-VM did not answer {self._unanswered} pings in a row"
 
     async def reconcile(self) -> str:
         """Make the recorded state and the kernel agree; run at start-up."""
