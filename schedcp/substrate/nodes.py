@@ -421,10 +421,17 @@ class RebootableVmNode:
         vm = self._vm
         return vm is not None and bool(getattr(getattr(vm, "node", None), "alive", False))
 
+    @property
+    def death_reason(self) -> str | None:
+        vm = self._vm
+        return getattr(getattr(vm, "node", None), "death_reason", None) if vm is not None else None
+
     def responsive(self, timeout_s: float = 10.0) -> bool:
         """Whether the guest agent answers a ping (no process is started in
         the guest, so this is cheap enough to ask every few seconds; the agent
-        serves requests concurrently, so a long job does not delay it)."""
+        serves requests concurrently, so a long job does not delay it). The
+        VM layer kills a VM whose agent does not answer, so a hung guest
+        ends up dead here and is booted again by the owner."""
         vm = self._vm
         if vm is None or not self.alive:
             return False

@@ -638,6 +638,11 @@ class VmNode:
     def alive(self) -> bool:
         return self._qemu is not None and self._qemu.returncode is None and self._dead is None
 
+    @property
+    def death_reason(self) -> str | None:
+        """Why the VM is gone (e.g. its agent did not answer in time), or None."""
+        return str(self._dead) if self._dead is not None else None
+
     async def shutdown(self, *, grace: float = 5.0) -> None:
         """Ask the agent to power off; kill after ``grace`` seconds. Idempotent."""
         if self._closed:

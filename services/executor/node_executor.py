@@ -89,7 +89,7 @@ class NodeStatusInfo:
 class NodeExecutor:
     def __init__(self, *, node_name: str, node: SchedNode, gate: TokenGate, store: NodeStateStore,
                  audit: AuditLog, artifacts_dir: Path, breaker: CircuitBreaker,
-                 metrics: MetricsProbe | None, watch_interval_s: float = 2.0, hang_checks: int = 3) -> None:
+                 metrics: MetricsProbe | None, watch_interval_s: float = 2.0) -> None:
         self.node_name = node_name
         self._node = node
         self._gate = gate
@@ -101,8 +101,6 @@ class NodeExecutor:
         self._watch_interval_s = watch_interval_s
         # One privileged operation at a time on a node.
         self._lock = asyncio.Lock()
-        self._hang_checks = hang_checks
-        self._unanswered = 0  # node pings in a row without an answer
         artifacts_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------ deploy
@@ -323,7 +321,7 @@ class NodeExecutor:
         if reason is None:
             return None
         async with self._lock:  # never under a deploy or rollback in flight
-            if getattr(self._node, "alive", True) and reason.startswith("the micro-VM died"):
+            if getattr(self._node, "alive", True):
                 return None  # someone else booted it meanwhile
             log.warning("%s; booting a new one", reason)
             t0 = time.monotonic()
@@ -333,28 +331,23 @@ class NodeExecutor:
                 self._audit.record(action="node-reboot", outcome=f"failed: {exc}", node=self.node_name,
                                    reason=reason)
                 raise
-            self._unanswered = 0
             self._audit.record(action="node-reboot", outcome="ok", node=self.node_name, reason=reason,
                                seconds=round(time.monotonic() - t0, 1))
         return await self.reconcile()
 
     async def _node_down_reason(self) -> str | None:
-        """Why the node needs booting again: its VM died, or its guest has not
-        answered ``hang_checks`` pings in a row (a hung guest with qemu
-        still running); None while it is fine."""
-        if not getattr(self._node, "alive", True):
-            return "the micro-VM died"
+        """Why the node needs booting again, or None while it is fine.
+
+        A dead VM needs it. A live one is pinged first: the VM layer kills a
+        VM whose guest agent does not answer (a hung guest with qemu still
+        running), so a hang shows up here as a death with that reason.
+        """
         probe = getattr(self._node, "responsive", None)
-        if not callable(probe):
+        if getattr(self._node, "alive", True) and callable(probe):
+            await asyncio.to_thread(probe)
+        if getattr(self._node, "alive", True):
             return None
-        if await asyncio.to_thread(probe):
-            self._unanswered = 0
-            return None
-        self._unanswered += 1
-        log.warning("the node's micro-VM did not answer a ping (%d of %d)", self._unanswered, self._hang_checks)
-        if self._unanswered < self._hang_checks:
-            return None
-        return f"the micro-VM did not answer {self._unanswered} pings in a row"
+        return f"the micro-VM died: {getattr(self._node, 'death_reason', None) or 'qemu is gone'}"
 
     async def reconcile(self) -> str:
         """Make the recorded state and the kernel agree; run at start-up."""

@@ -5,6 +5,7 @@ canary rollout across three nodes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -267,3 +268,31 @@ async def test_a_node_whose_vm_dies_is_booted_again_with_its_known_good_schedule
     assert status.running.name == "fifo" and status.sched_ext_state == "enabled" and status.healthy, status
     new = _qemu_children(single.proc.pid)
     assert len(new) == 1 and new != qemus, (qemus, new)
+
+
+async def test_a_node_whose_guest_hangs_is_booted_again(single: Executor, keyring: tokens.KeyRing,
+                                                       objects: dict[str, bytes]) -> None:
+    if (await _status(single.address)).nodes[0].running.name != "fifo":
+        known_good = _verdict(keyring, objects["fifo"], policy="fifo", nodes=["n1"])
+        assert _phase((await _deploy(single.address, known_good, nodes=["n1"]))[-1]) == "COMPLETE"
+    assert single.proc is not None
+    qemus = _qemu_children(single.proc.pid)
+    assert len(qemus) == 1, qemus
+    reboots = sum(1 for e in single.audit() if e["action"] == "node-reboot")
+    os.kill(qemus[0], signal.SIGSTOP)  # qemu still exists, the guest answers nothing
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            audit = single.audit()
+            done = [e for e in audit if e["action"] == "node-reboot"][reboots:]
+            if done and audit[-1]["action"] == "reconcile":
+                break
+            assert single.proc.poll() is None, single.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no reboot of the hung VM in time: {audit[-5:]}"
+            await asyncio.sleep(1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(qemus[0], signal.SIGKILL)
+    assert "did not answer ping" in str(done[0]["reason"]) and done[0]["outcome"] == "ok", done
+    status = (await _status(single.address)).nodes[0]
+    assert status.running.name == "fifo" and status.sched_ext_state == "enabled" and status.healthy, status
