@@ -16,9 +16,11 @@ step "schedcp up"
 schedcp up
 trap 'step "schedcp down"; schedcp down' EXIT
 
+# together=0: tasks are born as the batch submits them, which is what the
+# observer should see (the gated start, for clean A/B runs, hides the births).
 step "schedcp optimize -- a batch workload with a long tail"
 schedcp optimize --node vm --llm "${SCHEDCP_DEMO_LLM:-http://127.0.0.1:${SCHEDCP_LLM_PORT:-8089}/v1}" \
-  -- "$PWD/.venv/bin/python" -m schedcp.workloads run batch-long-tail
+  -- "$PWD/.venv/bin/python" -m schedcp.workloads run batch-long-tail --param together=0
 
 step "schedcp status"
 schedcp status || true
