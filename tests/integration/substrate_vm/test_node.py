@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from schedcp.settings import REPO_ROOT
 from schedcp.substrate.kernel import Kernel
 from schedcp.substrate.vm import VmNode
 
@@ -35,6 +38,40 @@ async def test_host_userspace_is_visible_read_only(node: VmNode) -> None:
     mounts = (await node.read_file("/proc/mounts")).decode()
     for fs in ("bpf /sys/fs/bpf", "tmpfs /tmp", "debugfs /sys/kernel/debug"):
         assert fs in mounts
+
+
+async def test_host_edits_reach_a_persistent_guest_within_seconds(node: VmNode) -> None:
+    """The default virtiofs mode keeps file pages across opens (cheap exec)
+    yet must not serve a host file's old contents once it changed: rewritten
+    in place (same or different size), replaced by rename, or newly created."""
+    # Under the checkout: the guest's /tmp is its own tmpfs, not the host's.
+    cache = REPO_ROOT / ".cache"
+    cache.mkdir(exist_ok=True)
+    d = Path(tempfile.mkdtemp(dir=cache, prefix="vm-edits-"))
+    f = d / "f.txt"
+
+    async def guest_sees(expected: str) -> None:
+        for _ in range(30):  # revalidation is every ~1 s
+            res = await node.run(["cat", str(f)])
+            if res.ok and res.stdout == expected:
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"guest still reads {res.stdout!r}, host wrote {expected!r}")
+
+    try:
+        f.write_text("one\n")
+        await guest_sees("one\n")
+        f.write_text("two, longer\n")  # in place, new size
+        await guest_sees("two, longer\n")
+        with open(f, "r+") as h:  # in place, same size: only the mtime tells
+            h.write("TWO")
+        await guest_sees("TWO, longer\n")
+        tmp = d / "f.tmp"
+        tmp.write_text("replaced\n")
+        tmp.replace(f)
+        await guest_sees("replaced\n")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 async def test_results_records_arrive_on_their_own_channel(node: VmNode) -> None:
