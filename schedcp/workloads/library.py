@@ -1,12 +1,14 @@
 """The reference workloads: one per workload class schedcp optimises for.
 
 Sizes are in kilo-iterations of a fixed CPU loop ("kiter"): 1000 kiter is
-about 1 ms of CPU natively and about 2 ms in a 2-vCPU TCG micro-VM (measured:
-300000 kiter in 0.58 s), where starting a process costs far more (70-250 ms
-for a spawn and exec), so workloads that spawn keep their tasks' work large
-against that. The
-defaults make one run take roughly 5-15 s inside the micro-VM; on a host a run
-is correspondingly shorter (pass bigger sizes there for steadier numbers).
+about 1 ms of CPU natively and about 2-3.5 ms in a 2-vCPU TCG micro-VM
+(measured: 300000 kiter in 0.58 s, 50000 in 0.17 s). Starting a process costs
+20-30 ms there (spawn and exec; it was 70-250 ms while the VM's virtiofs
+dropped file pages on every open), so workloads that spawn keep their tasks'
+work large against that. A job with a working set (``-m``, see cpuburn.c)
+runs about 2.5-3x slower per kiter in the guest. The defaults make one run
+take roughly 3-15 s inside the micro-VM; on a host a run is correspondingly
+shorter (pass bigger sizes there for steadier numbers).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 
-from schedcp.workloads.native import ensure_native
+from schedcp.workloads.native import ensure_native, native_alias
 from schedcp.workloads.spec import MetricSpec, ParamSpec, WorkloadError, WorkloadSpec
 
 KITER = 1000
@@ -64,15 +66,19 @@ class _TaskPool:
         self.finished: dict[int, tuple[int, int]] = {}
         self.ready = 0  # tasks waiting at their gate
 
-    def spawn(self, task_id: int, kiter: int, *, gate_fd: int | None = None) -> None:
+    def spawn(self, task_id: int, kiter: int, *, gate_fd: int | None = None, mem_kib: int = 0,
+              program: str | None = None) -> None:
         """Start one task; with ``gate_fd`` (a pipe's read end) it waits, spawned
-        but idle, until the pipe's write end is closed (:meth:`open_gate`)."""
+        but idle, until the pipe's write end is closed (:meth:`open_gate`);
+        with ``mem_kib`` it works over a working set of that size; with
+        ``program`` it runs under that name (one of cpuburn's aliases)."""
         actions = [(os.POSIX_SPAWN_DUP2, self.write_fd, 1)]
-        argv = [self.binary, str(kiter * KITER), str(task_id)]
+        binary = str(native_alias("cpuburn", program, build=False)) if program else self.binary
+        argv = [binary, *(["-m", str(mem_kib)] if mem_kib else []), str(kiter * KITER), str(task_id)]
         if gate_fd is not None:
             actions.append((os.POSIX_SPAWN_DUP2, gate_fd, 0))
             argv.append("gate")
-        pid = os.posix_spawn(self.binary, argv, os.environ, file_actions=actions)
+        pid = os.posix_spawn(binary, argv, os.environ, file_actions=actions)
         self.running[pid] = task_id
 
     def wait_ready(self, count: int, timeout: float = 600.0) -> None:
@@ -207,8 +213,15 @@ def build_dag(p: Mapping[str, int]) -> list[tuple[int, list[int]]]:
     return jobs
 
 
+def build_programs(p: Mapping[str, int]) -> list[str]:
+    """The program each job of :func:`build_dag` runs as, in the same order."""
+    return (["configure"] * p["configure_steps"] + ["cc1"] * p["units"]
+            + ["ar"] * max(1, p["libraries"]) + ["ld"])
+
+
 def _parallel_build(p: Mapping[str, int]) -> dict[str, float]:
     jobs = build_dag(p)
+    programs = build_programs(p)
     waiting = {i: set(deps) for i, (_, deps) in enumerate(jobs)}
     dependents: dict[int, list[int]] = {i: [] for i in range(len(jobs))}
     for i, (_, deps) in enumerate(jobs):
@@ -223,7 +236,7 @@ def _parallel_build(p: Mapping[str, int]) -> dict[str, float]:
         while ready and len(pool.running) < p["jobs"]:
             ready.sort()
             job = ready.pop(0)
-            pool.spawn(job, jobs[job][0])
+            pool.spawn(job, jobs[job][0], mem_kib=p["job_mem_kib"], program=programs[job])
         finished = pool.wait_one()
         done += 1
         for nxt in dependents[finished]:
@@ -240,16 +253,22 @@ def _parallel_build(p: Mapping[str, int]) -> dict[str, float]:
 PARALLEL_BUILD = WorkloadSpec(
     name="parallel-build",
     workload_class="PARALLEL_BUILD",
-    summary="make -j over a dependency DAG of short compiler-like processes (fork/exec); makespan.",
+    summary="make -j over a dependency DAG of short compiler-like processes (fork/exec, each with "
+            "a working set); makespan.",
     metrics=(MetricSpec("makespan_s", "s", False, "time from the first job's start to the last job's end"),),
     params=(
         ParamSpec("units", 32, "compile jobs", minimum=1, maximum=5000),
-        ParamSpec("unit_kiter", 3000, "median compile job size, kiter (log-normal spread)", minimum=1),
+        ParamSpec("unit_kiter", 15000, "median compile job size, kiter (log-normal spread)", minimum=1),
         ParamSpec("libraries", 4, "link steps over groups of units", minimum=1, maximum=500),
-        ParamSpec("link_kiter", 2000, "size of a configure or link step, kiter", minimum=1),
+        ParamSpec("link_kiter", 8000, "size of a configure or link step, kiter", minimum=1),
         ParamSpec("configure_steps", 2, "serial steps before compiling", minimum=0, maximum=50),
         ParamSpec("jobs", 4, "parallel jobs (make -j)", minimum=1, maximum=512),
         ParamSpec("seed", 1, "seed of the job sizes", minimum=0),
+        # A compiler walks its data structures: with a working set, what a job
+        # costs depends on whether the caches and TLB still hold it when it
+        # runs again, i.e. on how often the scheduler switches between jobs.
+        ParamSpec("job_mem_kib", 8192, "working set of each job, KiB (0: pure ALU work)", minimum=0,
+                  maximum=1 << 20),
     ),
     primary_metric="makespan_s",
     natives=("cpuburn",),

@@ -63,10 +63,54 @@ def native_path(name: str) -> Path:
     return cache_dir() / f"{name}-{source_digest(name)}"
 
 
+#: Other names a program is run under, so a workload looks like the several
+#: programs it stands for: a build runs a configure step, the compiler, the
+#: archiver and the linker, and an observer tells a build from a batch of one
+#: program partly by how many distinct programs (comms) it sees.
+ALIASES: dict[str, tuple[str, ...]] = {"cpuburn": ("configure", "cc1", "ar", "ld")}
+
+
+def alias_path(name: str, alias: str) -> Path:
+    """Where ``alias`` (a symlink to the built ``name``) lives; the kernel names
+    a process after the path it was exec'd by, so it runs with comm ``alias``."""
+    return cache_dir() / f"{name}-{source_digest(name)}.d" / alias
+
+
+def native_alias(name: str, alias: str, *, build: bool = True) -> Path:
+    """The path that runs program ``name`` under the name ``alias``."""
+    if alias not in ALIASES.get(name, ()):
+        raise WorkloadError(f"{alias!r} is not a name of workload program {name}",
+                            hint=f"known: {', '.join(ALIASES.get(name, ())) or 'none'}")
+    path = alias_path(name, alias)
+    if not path.exists():
+        ensure_native(name, build=build)
+    return path
+
+
+def _ensure_aliases(name: str, target: Path, *, build: bool) -> None:
+    aliases = ALIASES.get(name, ())
+    if not aliases or all(alias_path(name, a).exists() for a in aliases):
+        return
+    if not build:
+        raise WorkloadError(f"the program names of {name} are not set up ({alias_path(name, aliases[0]).parent})",
+                            hint="build on the host first: python -m schedcp.workloads build")
+    d = alias_path(name, aliases[0]).parent
+    d.mkdir(parents=True, exist_ok=True)
+    for alias in aliases:
+        # Made under a temporary name and renamed, as the binary is, so a
+        # concurrent run never finds a half-made directory of links.
+        tmp = d / f".{alias}.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(Path("..") / target.name)  # relative: the cache may move
+        os.replace(tmp, d / alias)
+
+
 def ensure_native(name: str, *, build: bool = True) -> Path:
-    """The path of the built program ``name``, compiling it first if needed."""
+    """The path of the built program ``name``, compiling it first if needed
+    (and setting up the other names it runs under, see :data:`ALIASES`)."""
     target = native_path(name)
     if target.exists():
+        _ensure_aliases(name, target, build=build)
         return target
     if not build:
         raise WorkloadError(f"workload program {name} is not built ({target} is missing)",
@@ -91,4 +135,5 @@ def ensure_native(name: str, *, build: bool = True) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _ensure_aliases(name, target, build=True)
     return target

@@ -1,7 +1,11 @@
 /*
  * cpuburn: one compiler-like (or batch) task with a fixed amount of work.
  *
- * usage: cpuburn ITERATIONS [ID [gate]]
+ * usage: cpuburn [-m KIB] ITERATIONS [ID [gate]]
+ *
+ * With "-m KIB" the task first touches a working set of KIB kibibytes and
+ * then reads random cache lines of it as it works (see burn_mem), like a
+ * compiler walking its data structures; without it the work is pure ALU.
  *
  * With "gate" it prints "R ID" and then blocks reading stdin until the parent
  * closes the other end, so a batch spawned one by one starts its work together: in a slow
@@ -22,14 +26,31 @@
 
 int main(int argc, char **argv)
 {
-	uint64_t start, end, iters;
+	uint64_t start, end, iters, lines = 0;
+	uint8_t *mem = NULL;
 	long id = 0;
 	char line[96];
 	int len;
 
+	if (argc >= 3 && strcmp(argv[1], "-m") == 0) {
+		lines = (uint64_t)parse_long(argv[2], "working set KiB") * 1024 / 64;
+		argc -= 2;
+		argv += 2;
+	}
 	if (argc < 2 || argc > 4 || (argc == 4 && strcmp(argv[3], "gate") != 0)) {
-		fprintf(stderr, "usage: cpuburn ITERATIONS [ID [gate]]\n");
+		fprintf(stderr, "usage: cpuburn [-m KIB] ITERATIONS [ID [gate]]\n");
 		return 2;
+	}
+	if (lines) {
+		mem = malloc(lines * 64);
+		if (!mem) {
+			fprintf(stderr, "cpuburn: cannot allocate a %llu KiB working set\n",
+				(unsigned long long)(lines * 64 / 1024));
+			return 1;
+		}
+		/* Fault every page in before the clock starts: the work below is
+		 * the reads, not the first-touch page faults. */
+		memset(mem, 1, lines * 64);
 	}
 	iters = (uint64_t)parse_long(argv[1], "iterations");
 	if (argc >= 3)
@@ -47,7 +68,7 @@ int main(int argc, char **argv)
 			;
 	}
 	start = now_ns();
-	burn_sink = burn(iters, start);
+	burn_sink = lines ? burn_mem(iters, start, mem, lines) : burn(iters, start);
 	end = now_ns();
 	len = snprintf(line, sizeof(line), "%ld %llu %llu\n", id,
 		       (unsigned long long)start, (unsigned long long)end);

@@ -81,6 +81,28 @@ def test_parallel_build_takes_at_least_its_critical_path():
     assert bigger > one
 
 
+def test_a_job_with_a_working_set_touches_it_before_it_starts():
+    from schedcp.workloads.native import ensure_native
+
+    binary = str(ensure_native("cpuburn"))
+    # Gated, the task has set up its working set and waits: its RSS shows it.
+    proc = subprocess.Popen([binary, "-m", "16384", "1000000", "7", "gate"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "R 7\n"
+        with open(f"/proc/{proc.pid}/status") as status:
+            rss_kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        assert rss_kib >= 16384, rss_kib
+        out, err = proc.communicate(timeout=60)  # closes stdin: the gate opens
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    task, start, end = (int(x) for x in out.split())
+    assert task == 7 and end > start
+    bad = subprocess.run([binary, "-m", "lots", "1000"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid working set KiB" in bad.stderr
+
+
 def test_interactive_counts_hog_work_and_foreground_latency():
     m = run_workload("interactive", TINY["interactive"]).metrics
     assert m["hog_mops_per_s"] > 0

@@ -14,7 +14,7 @@ from schedcp.workloads import (
     workload_command,
     workloads_for_class,
 )
-from schedcp.workloads.library import batch_tasks, build_dag
+from schedcp.workloads.library import batch_tasks, build_dag, build_programs
 
 
 def test_every_class_the_issue_names_has_a_workload():
@@ -85,6 +85,16 @@ def test_build_dag_is_a_dag_with_serial_head_and_tail():
         assert all(d < i for d in deps)  # dependencies always come earlier
     assert len(jobs[-1][1]) == 3  # final link over every library
     assert build_dag(params) == jobs  # seeded: same graph every run
+    programs = build_programs(params)
+    assert len(programs) == len(jobs)
+    # configure steps, compiles, one archive per library, the final link:
+    # the deps tell the kinds apart, so the names must follow them.
+    assert programs[-1] == "ld" and programs.count("ar") == 3 and programs.count("cc1") == 10
+    for (_, deps), program in zip(jobs, programs, strict=True):
+        if program == "ar":
+            assert all(programs[d] == "cc1" for d in deps)
+        if program == "cc1":
+            assert all(programs[d] == "configure" for d in deps)
 
 
 def test_batch_tasks_mix_short_and_long():
