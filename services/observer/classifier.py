@@ -83,6 +83,10 @@ def classify(f: profile_pb2.WorkloadFeatures) -> Classification:
     frequent_wake = ramp(wake_rate, 30.0, 300.0)
     short_burst = 1.0 - ramp(burst_us, 3000.0, 30000.0)
     mixed_cpu = 1.0 - abs(f.short_task_cpu_fraction - 0.5) * 2  # both long and short tasks matter
+    # How much of the CPU the long-lived tasks take: a batch's long tail does
+    # real work, while a build's rare long translation unit (a "hog" while it
+    # lasts) is a sliver next to its thousands of short jobs.
+    long_share = ramp(1.0 - f.short_task_cpu_fraction, 0.1, 0.4)
     # Many more threads than CPUs, passing messages and together wanting more
     # than the node has: a messaging throughput workload (hackbench), not a
     # server, whose pool is sized near the CPU count or mostly waits for requests.
@@ -92,10 +96,11 @@ def classify(f: profile_pb2.WorkloadFeatures) -> Classification:
     scores = {
         # Long-lived CPU hogs among short jobs of the same program(s) mean batch, not build.
         "PARALLEL_BUILD": busy * _mean(churn, short_life, exec_div, short_cpu)
-        * (1.0 - 0.5 * hogs * (1.0 - exec_div)),
+        * (1.0 - 0.5 * hogs * (1.0 - exec_div) * long_share),
         "BATCH_LONG_TAIL": busy * _mean(ramp(births, 0.5, 5.0), hogs, max(mixed_cpu, 0.0),
                                         1.0 - 0.7 * exec_div)
-        * (1.0 - 0.5 * interactive * (1.0 - ramp(births, 0.5, 5.0))),
+        * (1.0 - 0.5 * interactive * (1.0 - ramp(births, 0.5, 5.0)))
+        * (0.5 + 0.5 * long_share),
         "CPU_THROUGHPUT": busy * _mean(hogs, hog_share, 1.0 - churn, 1.0 - short_burst)
         * (1.0 - 0.6 * interactive)
         # CPU going to tasks born in the window means jobs, not a fixed worker set.

@@ -18,6 +18,13 @@ CASES = {
     "build": (feats(cpu_utilization=1.6, task_births_per_s=25, task_exits_per_s=25, task_lifetime_ms_p50=300,
                     completed_tasks=60, distinct_comms=6, short_task_cpu_fraction=0.9, cpu_bound_threads=1,
                     voluntary_ctx_switches_per_s=800, run_burst_us_mean=2000), WC.PARALLEL_BUILD),
+    # A window in the middle of a big build's compile phase sees one program
+    # (the compiler) and a long translation unit that looks like a hog; the
+    # short jobs still do nearly all the work, so it is no long-tail batch.
+    "build-compile-phase": (feats(cpu_utilization=2.0, task_births_per_s=24, task_exits_per_s=24,
+                                  task_lifetime_ms_p50=130, completed_tasks=70, distinct_comms=2,
+                                  short_task_cpu_fraction=0.97, cpu_bound_threads=2, interactive_threads=1,
+                                  voluntary_ctx_switches_per_s=56, run_burst_us_mean=5000), WC.PARALLEL_BUILD),
     "batch": (feats(cpu_utilization=1.5, task_births_per_s=6, task_lifetime_ms_p50=150, completed_tasks=15,
                     distinct_comms=1, short_task_cpu_fraction=0.4, cpu_bound_threads=2,
                     voluntary_ctx_switches_per_s=10, run_burst_us_mean=50000), WC.BATCH_LONG_TAIL),
