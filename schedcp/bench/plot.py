@@ -8,6 +8,7 @@ effect and whether the runs overlap.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 from schedcp.bench.engine import ABResult
@@ -29,7 +30,8 @@ def plot_result(result: ABResult, path: Path) -> Path:
     metrics = result.metrics
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.9 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.9 * rows + 0.6), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat[len(metrics):]:
         ax.axis("off")
     labels = ["EEVDF"] if result.baseline_only else ["EEVDF", result.scheduler]
@@ -65,8 +67,11 @@ def plot_result(result: ABResult, path: Path) -> Path:
         if tunables:
             title += f" ({tunables})"
         title += f" vs EEVDF, {result.repetitions} interleaved repetitions (box: quartiles, dots: runs)"
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    # Wrapped to the figure's width: one metric's figure is narrow, and an
+    # unwrapped title lost its workload and its legend off both edges.
+    lines = textwrap.wrap(title, width=max(30, int(4.2 * cols * 11)))
+    fig.set_figheight(fig.get_figheight() + 0.17 * (len(lines) - 1))
+    fig.suptitle("\n".join(lines), fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=110)
