@@ -42,7 +42,10 @@ async def start(bus: Bus, *, planner: Planner, refine: bool) -> None:
         message_type=profile_pb2.WorkloadProfile,
         durable="planner-profiles",
         handler=on_profile,
-        ack_wait=120.0,
+        # A slow LLM call is covered by the bus's in-progress heartbeat
+        # (every ack_wait/3); ack_wait only decides how soon a message whose
+        # planner died (or whose NATS server went away) is delivered again.
+        ack_wait=30.0,
         # Planning only calls the LLM and publishes plans under ids derived
         # from the profile (deduplicated): redoing it after a restart is safe.
         cancel_on_stop=True,
@@ -53,6 +56,6 @@ async def start(bus: Bus, *, planner: Planner, refine: bool) -> None:
             message_type=verdict_pb2.Verdict,
             durable="planner-verdicts",
             handler=on_verdict,
-            ack_wait=120.0,
+            ack_wait=30.0,
             cancel_on_stop=True,
         )
