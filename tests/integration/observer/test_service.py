@@ -74,6 +74,13 @@ async def test_summary_deep_feedback_and_errors(observer, bus, spawn) -> None:  
         assert prof.tier == profile_pb2.TIER_SUMMARY and prof.costs[0].wall_seconds >= 1.0
 
         if os.geteuid() == 0:
+            # A lone hog on a quiet host can run the whole window without a
+            # switch, and a slice is only recorded when it ends: share its
+            # CPU with a second spinner so it is switched out every few ms.
+            cpu = min(os.sched_getaffinity(hog.pid))
+            companion = spawn(spin_argv())
+            for pid in (hog.pid, companion.pid):
+                os.sched_setaffinity(pid, {cpu})
             deep = await stub.DeepProfile(services_pb2.DeepProfileRequest(
                 selector=services_pb2.WorkloadSelector(pid=hog.pid), window_seconds=1.0,
                 probes=["timeslice"]), timeout=60)
