@@ -15,7 +15,11 @@
  * shared DSQ) - unless the running task is its own short-burst waker: a
  * server thread that wakes several workers in a row, preempted by the first,
  * would post the rest only after that worker's whole request (it sleeps right
- * after the wakeups anyway, and the wakee takes its CPU then).
+ * after the wakeups anyway, and the wakee takes its CPU then). With the
+ * wakee_first tunable it is the other way round: when no CPU is idle, a
+ * short-burst task woken by a short-burst task goes onto its waker's CPU and
+ * preempts it (same budget), so each wakee waits for nobody and the waker's
+ * remaining wakeups wait instead; fork wakeups are left alone.
  *
  * No starvation: the relative deadline is capped at max_deadline_ms, so a
  * task waits at most that long behind any later arrival, and preemptions per
@@ -36,6 +40,7 @@ const volatile u64 max_slice_us = 20000;	/* largest request / slice */
 const volatile u64 max_deadline_ms = 100;	/* cap on deadline - now */
 const volatile u64 preempt_margin_us = 200;	/* deadline lead needed to preempt */
 const volatile u32 max_preempts = 4;		/* preemptive wakeups per CPU between pulls */
+const volatile bool wakee_first = true;	/* a short wakee preempts its short waker */
 
 #define SHARED_DSQ 1ULL
 #define MAX_CPUS 64
@@ -105,6 +110,20 @@ static __always_inline bool waker_is_short(void)
 	return wctx && wctx->avg_burst * 2 <= min_slice_us * SC_NSEC_PER_USEC;
 }
 
+/*
+ * wakee_first: a short-burst task woken (not forked) by a short-burst task
+ * runs before its waker, on the waker's CPU. The waker of a request (a
+ * server's dispatch thread) is about to sleep until its workers answer, so
+ * the only thing that waits is its remaining wakeups.
+ */
+static __always_inline bool wakee_goes_first(struct task_struct *p, struct task_ctx *tctx,
+					     u64 wake_flags)
+{
+	return wakee_first && !(wake_flags & SCX_WAKE_FORK) && tctx &&
+	       tctx->avg_burst * 2 <= min_slice_us * SC_NSEC_PER_USEC && waker_is_short() &&
+	       bpf_cpumask_test_cpu(bpf_get_smp_processor_id(), p->cpus_ptr);
+}
+
 s32 BPF_STRUCT_OPS(edf_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
 	struct task_ctx *tctx = ctx_of(p);
@@ -113,20 +132,37 @@ s32 BPF_STRUCT_OPS(edf_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 	u32 key = cpu;
 	u64 *running, deadline;
 	u32 *preempts;
+	bool first;
 
 	if (is_idle) {
 		sc_dsq_insert(p, SCX_DSQ_LOCAL, request_ns(tctx), 0);
 		return cpu;
+	}
+	/* No idle CPU: with wakee_first the wakee takes its waker's CPU. */
+	first = wakee_goes_first(p, tctx, wake_flags);
+	if (first) {
+		cpu = bpf_get_smp_processor_id();
+		key = cpu;
 	}
 	/* Busy CPU: preempt it if our deadline is clearly earlier. */
 	running = bpf_map_lookup_elem(&edf_cpu_deadline, &key);
 	preempts = bpf_map_lookup_elem(&edf_cpu_preempts, &key);
 	if (!running || !preempts || !*running || *preempts >= max_preempts)
 		return cpu;
-	/* Never preempt a short-burst waker in the middle of its wakeups. */
-	if (cpu == bpf_get_smp_processor_id() && waker_is_short())
-		return cpu;
 	deadline = sc_now() + rel_deadline_ns(p, tctx);
+	if (cpu == bpf_get_smp_processor_id() && waker_is_short()) {
+		/* A short-burst waker in the middle of its wakeups: by default it
+		 * finishes them (preempted by the first, it would post the rest
+		 * only after that worker's whole request). With wakee_first a
+		 * short wakee runs at once instead and the waker resumes after
+		 * it: each wakee waits for no one, the later posts wait. */
+		if (!first)
+			return cpu;
+		*preempts += 1;
+		*running = deadline;
+		sc_dsq_insert(p, SCX_DSQ_LOCAL, request_ns(tctx), SCX_ENQ_PREEMPT);
+		return cpu;
+	}
 	if (sc_vtime_before(deadline + preempt_margin_us * SC_NSEC_PER_USEC, *running)) {
 		*preempts += 1;
 		*running = deadline;
