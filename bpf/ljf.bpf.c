@@ -16,7 +16,8 @@
  * each enqueue, a 480 ms job's head start lasted only 460 ms and it then
  * shared the CPU with the shorts.) Wakeups of tasks whose last run was short
  * (job launchers, shells) also get the full boost: they use little CPU and
- * delaying them would delay every job they start.
+ * delaying them would delay every job they start. A hinted job never counts
+ * as a launcher.
  *
  * No starvation: the base never trails the clock by more than max_boost and
  * the boost is capped at max_boost, so a small job waits at most about
@@ -75,12 +76,13 @@ static __always_inline u64 slice_ns(void)
 	return slice_us * SC_NSEC_PER_USEC;
 }
 
-/* Expected size of @p's job in ns, hint first. */
-static __always_inline u64 job_size(struct task_struct *p)
+/* Expected size of @p's job in ns, hint first (*hinted says which). */
+static __always_inline u64 job_size(struct task_struct *p, bool *hinted)
 {
 	u32 tgid = p->tgid;
 	u64 *v = bpf_map_lookup_elem(&ljf_hints, &tgid);
 
+	*hinted = v != NULL;
 	if (v)
 		return *v * SC_NSEC_PER_MSEC;
 	v = bpf_map_lookup_elem(&ljf_seen, &tgid);
@@ -101,11 +103,16 @@ void BPF_STRUCT_OPS(ljf_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	struct task_ctx *tctx = bpf_task_storage_get(&ljf_tasks, p, 0, 0);
 	u64 max_boost = max_boost_ms * SC_NSEC_PER_MSEC;
-	u64 boost = sc_min(job_size(p), max_boost);
+	bool hinted;
+	u64 boost = sc_min(job_size(p, &hinted), max_boost);
 	u64 now = sc_now(), base = now, key;
 
 	if (tctx) {
-		if ((enq_flags & SCX_ENQ_WAKEUP) &&
+		/* A job with a hint is what its hint says, never a launcher: a
+		 * batch's tasks parked at a start gate all wake after a short
+		 * stint, and the launcher boost would put every small one of
+		 * them ahead of the big job the hints rank first. */
+		if (!hinted && (enq_flags & SCX_ENQ_WAKEUP) &&
 		    tctx->last_run < short_run_us * SC_NSEC_PER_USEC)
 			boost = max_boost;
 		/* A job keeps the priority of its start, for at most max_boost. */
